@@ -1,0 +1,33 @@
+# The README's two commands are `make demo` and `make test`; CI runs `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo up test check lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/toolbridge up --demo
+
+up: install
+	$(BIN)/toolbridge up
+
+test: install
+	$(BIN)/python -m pytest
+
+check: install
+	$(BIN)/python -m pytest tests/unit -q
+
+lock: install
+	$(BIN)/pip freeze --exclude-editable > constraints.txt.new && mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf $(VENV) .toolbridge

@@ -1,0 +1,156 @@
+"""Loads MLflow models by URI and answers predictions for the model host (the bridge's one mlflow import).
+
+Runs inside the BentoML host process, never in the tool server.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+__all__ = ["LoadedModel", "ModelStore", "ModelNotLoaded"]
+
+_NUMPY_DTYPES = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32", "boolean": "bool"}
+
+
+class ModelNotLoaded(KeyError):
+    """Prediction asked of a model version this host does not hold."""
+
+
+@dataclass
+class LoadedModel:
+    key: str
+    uri: str
+    pyfunc: Any
+    raw: Any
+    kind: str  # classifier | regressor | other
+    classes: list[Any] | None
+    columns: list[dict[str, Any]]
+    loaded_at: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.time)
+    load_seconds: float = 0.0
+
+    def describe(self) -> dict[str, Any]:
+        return {"key": self.key, "uri": self.uri, "kind": self.kind, "classes": self.classes,
+                "loaded_at": self.loaded_at, "last_used": self.last_used, "load_seconds": self.load_seconds}
+
+
+def _raw_model(pyfunc: Any) -> Any:
+    try:
+        return pyfunc.get_raw_model()
+    except Exception:  # flavors without a raw model (custom pyfunc): treated as "other"
+        return None
+
+
+def _kind_of(raw: Any) -> tuple[str, list[Any] | None]:
+    if raw is not None and hasattr(raw, "predict_proba") and hasattr(raw, "classes_"):
+        return "classifier", [c.item() if hasattr(c, "item") else c for c in raw.classes_]
+    if raw is not None and getattr(raw, "_estimator_type", None) == "regressor":
+        return "regressor", None
+    try:
+        from sklearn.base import is_regressor
+
+        if raw is not None and is_regressor(raw):
+            return "regressor", None
+    except ImportError:
+        pass
+    return "other", None
+
+
+def _input_columns(pyfunc: Any) -> list[dict[str, Any]]:
+    schema = pyfunc.metadata.get_input_schema()
+    if schema is None or schema.is_tensor_spec():
+        return []
+    return [spec.to_dict() for spec in schema.inputs]
+
+
+def _frame(records: list[dict[str, Any]], columns: list[dict[str, Any]]) -> pd.DataFrame:
+    """Records typed by the signature (JSON has no int/float split and None must become NaN)."""
+    names = [c["name"] for c in columns if "name" in c] or None
+    frame = pd.DataFrame.from_records(records, columns=names)
+    for column in columns:
+        dtype = _NUMPY_DTYPES.get(str(column.get("type")))
+        name = column.get("name")
+        if dtype is None or name not in frame:
+            continue
+        if frame[name].isna().any() and dtype.startswith("int"):
+            dtype = "float64"  # a missing optional integer becomes NaN for the model's imputer
+        frame[name] = frame[name].astype(dtype)
+    return frame
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+class ModelStore:
+    """The model versions one host holds, keyed by `name/version`."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    def load(self, key: str, uri: str) -> LoadedModel:
+        with self._lock:
+            existing = self._models.get(key)
+        if existing is not None and existing.uri == uri:
+            return existing
+        started = time.perf_counter()
+        pyfunc = mlflow.pyfunc.load_model(uri)
+        raw = _raw_model(pyfunc)
+        kind, classes = _kind_of(raw)
+        model = LoadedModel(key=key, uri=uri, pyfunc=pyfunc, raw=raw, kind=kind, classes=classes,
+                            columns=_input_columns(pyfunc), load_seconds=time.perf_counter() - started)
+        with self._lock:
+            self._models[key] = model
+        return model
+
+    def unload(self, key: str) -> bool:
+        with self._lock:
+            return self._models.pop(key, None) is not None
+
+    def list(self) -> list[LoadedModel]:
+        with self._lock:
+            return list(self._models.values())
+
+    def get(self, key: str) -> LoadedModel:
+        with self._lock:
+            model = self._models.get(key)
+        if model is None:
+            raise ModelNotLoaded(key)
+        model.last_used = time.time()
+        return model
+
+    def predict(self, key: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        """One result object per input row: `label` + `probabilities` for classifiers, else `prediction`."""
+        model = self.get(key)
+        if payload.get("kind") == "tensor":
+            features: Any = np.asarray(payload["data"], dtype=payload.get("dtype") or None)
+        elif payload.get("kind") == "tensors":
+            features = {name: np.asarray(data, dtype=payload["dtype"][name])
+                        for name, data in payload["data"].items()}
+        else:
+            features = _frame(payload.get("records") or [], model.columns)
+        if model.kind == "classifier":
+            probabilities = model.raw.predict_proba(features)
+            labels = model.classes or []
+            return [
+                {"label": _plain(labels[int(np.argmax(row))]),
+                 "probabilities": {str(label): float(p) for label, p in zip(labels, row, strict=True)}}
+                for row in probabilities
+            ]
+        params = payload.get("params") or None
+        output = model.pyfunc.predict(features, params=params)
+        if isinstance(output, pd.DataFrame):
+            rows: list[Any] = output.to_dict(orient="records")
+        elif isinstance(output, pd.Series | np.ndarray):
+            rows = output.tolist()
+        else:
+            rows = list(output) if isinstance(output, list | tuple) else [output]
+        return [{"prediction": _plain(row)} for row in rows]

@@ -1,0 +1,46 @@
+"""The model host: one generic BentoML service that loads MLflow models by URI and serves many of them.
+
+Start it with `bentoml serve bridge.model_host.service:ModelHost`. The bridge drives it through the
+`/v1/models/*` endpoints; BentoML adds `/livez`, `/readyz` and `/metrics`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bentoml
+from bentoml.exceptions import InvalidArgument, NotFound
+
+from bridge.model_host.loader import ModelNotLoaded, ModelStore
+
+
+@bentoml.service(name="toolbridge-model-host", workers=1, traffic={"timeout": 120})
+class ModelHost:
+    """Holds loaded model versions in memory; one worker so every call sees the same store."""
+
+    def __init__(self) -> None:
+        self.store = ModelStore()
+
+    @bentoml.api(route="/v1/models/load")
+    def load(self, key: str, uri: str) -> dict[str, Any]:
+        try:
+            return self.store.load(key, uri).describe()
+        except Exception as exc:  # any load fault is this version's problem, never the host's
+            raise InvalidArgument(f"could not load {uri}: {type(exc).__name__}: {exc}") from exc
+
+    @bentoml.api(route="/v1/models/unload")
+    def unload(self, key: str) -> dict[str, Any]:
+        return {"key": key, "unloaded": self.store.unload(key)}
+
+    @bentoml.api(route="/v1/models/list")
+    def list_models(self) -> dict[str, Any]:
+        return {"models": [model.describe() for model in self.store.list()]}
+
+    @bentoml.api(route="/v1/predict")
+    def predict(self, key: str, payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return {"key": key, "outputs": self.store.predict(key, payload)}
+        except ModelNotLoaded as exc:
+            raise NotFound(f"model version {key} is not loaded on this host") from exc
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InvalidArgument(f"model {key} rejected the input: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,180 @@
+"""Level-triggered reconciler: make the loaded, live versions match the approved snapshot.
+
+Each pass: load what is new on its host, smoke-test it with its input example, then swap the routing table
+in one assignment; versions no longer approved keep serving in-flight calls for a grace period, then unload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.errors import BridgeError
+from bridge.host_client import HostClient
+from bridge.live import LiveVersion, Route
+from bridge.schema import arguments_from_record, to_model_input
+from bridge.toolspec import ModelFacts, build_tool_spec
+from bridge.validation import compile_validator
+from registry_sync import ModelVersionRef, Snapshot
+
+__all__ = ["Reconciler", "VersionStatus"]
+
+log = logging.getLogger(__name__)
+RETRY_FAILED_AFTER = 30.0  # seconds before a failed version is tried again with unchanged metadata
+
+
+@dataclass
+class VersionStatus:
+    tool: str
+    model: str
+    version: str
+    role: str
+    state: str  # loading | live | failed | draining
+    reason: str | None = None
+    since: float = 0.0
+    host: str | None = None
+
+
+class Reconciler:
+    def __init__(self, hosts: dict[str, HostClient], drain_grace: float = 10.0) -> None:
+        self.hosts = hosts
+        self.drain_grace = drain_grace
+        self.routes: dict[str, Route] = {}
+        self._live: dict[str, tuple[ModelVersionRef, LiveVersion]] = {}
+        self._failed: dict[str, tuple[ModelVersionRef, str, float]] = {}
+        self._draining: dict[str, asyncio.Task[None]] = {}
+        self._lock = asyncio.Lock()
+
+    def host_for(self, ref: ModelVersionRef) -> str:
+        return "shared"
+
+    async def apply(self, snapshot: Snapshot) -> None:
+        async with self._lock:
+            for key, ref in snapshot.refs.items():
+                await self._ensure_live(key, ref)
+            self.routes = self._routes_for(snapshot)
+            for key in set(self._live) - set(snapshot.refs):
+                self._schedule_unload(key)
+            for key in set(self._failed) - set(snapshot.refs):
+                del self._failed[key]
+
+    async def reload_host(self, host_name: str) -> None:
+        """After a host restart: load its versions again (routes keep pointing at them meanwhile)."""
+        async with self._lock:
+            for key, (ref, live) in list(self._live.items()):
+                if live.host_name == host_name:
+                    try:
+                        await live.host.load(key, ref.uri)
+                    except BridgeError as exc:
+                        log.error("reload of %s on host %s failed: %s", key, host_name, exc)
+
+    async def _ensure_live(self, key: str, ref: ModelVersionRef) -> None:
+        current = self._live.get(key)
+        if current is not None and current[0] == ref:
+            return
+        failed = self._failed.get(key)
+        if failed is not None and failed[0] == ref and time.time() - failed[2] < RETRY_FAILED_AFTER:
+            return
+        if key in self._draining:
+            self._draining.pop(key).cancel()
+        try:
+            self._live[key] = (ref, await self._bring_up(key, ref))
+            self._failed.pop(key, None)
+            log.info("%s is live as tool %s", key, ref.tool_name)
+        except BridgeError as exc:
+            self._failed[key] = (ref, str(exc), time.time())
+            log.warning("%s is not exposed: %s", key, exc)
+
+    async def _bring_up(self, key: str, ref: ModelVersionRef) -> LiveVersion:
+        if ref.problem:
+            raise BridgeError(ref.problem)
+        if not ref.signature:
+            raise BridgeError(f"{key} has no signature; log the model with signature=infer_signature(X, y) "
+                              "so agents get a typed input schema")
+        host_name = self.host_for(ref)
+        host = self.hosts[host_name]
+        loaded = await host.load(key, ref.uri)
+        facts = ModelFacts(kind=loaded.get("kind", "other"), classes=loaded.get("classes"))
+        spec = build_tool_spec(ref, facts)
+        live = LiveVersion(spec=spec, host=host, host_name=host_name,
+                           validator=compile_validator(spec.input_schema),
+                           smoke_tested=ref.input_example is not None)
+        if ref.input_example is not None:
+            await self._smoke_test(live, ref.input_example)
+        return live
+
+    async def _smoke_test(self, live: LiveVersion, example: Any) -> None:
+        arguments = example_arguments(live.spec.signature, example)
+        try:
+            live.validator.validate(arguments)
+            outputs = await live.host.predict(live.spec.key, to_model_input(live.spec.signature, arguments))
+        except BridgeError as exc:
+            raise BridgeError(f"smoke test with the version's input example failed: {exc}") from exc
+        if not outputs:
+            raise BridgeError("smoke test with the version's input example returned no output")
+
+    def _routes_for(self, snapshot: Snapshot) -> dict[str, Route]:
+        by_tool: dict[str, dict[str, LiveVersion]] = {}
+        weights: dict[str, float] = {}
+        for key, ref in snapshot.refs.items():
+            if key in self._live:
+                by_tool.setdefault(ref.tool_name, {})[ref.role] = self._live[key][1]
+                if ref.role == "canary":
+                    weights[ref.tool_name] = ref.canary_weight
+        routes: dict[str, Route] = {}
+        for tool, roles in by_tool.items():
+            champion = roles.get("champion") or roles.get("canary")
+            assert champion is not None
+            canary = roles.get("canary") if "champion" in roles else None
+            pinned = {live.spec.model_version: live for live in roles.values()}
+            routes[tool] = Route(champion=champion, canary=canary, canary_weight=weights.get(tool, 0.0),
+                                 pinned=pinned)
+        return routes
+
+    def _schedule_unload(self, key: str) -> None:
+        if key not in self._draining:
+            self._draining[key] = asyncio.create_task(self._unload_after_grace(key))
+
+    async def _unload_after_grace(self, key: str) -> None:
+        await asyncio.sleep(self.drain_grace)  # in-flight calls routed before the swap finish meanwhile
+        async with self._lock:
+            self._draining.pop(key, None)
+            entry = self._live.pop(key, None)
+        if entry is not None:
+            try:
+                await entry[1].host.unload(key)
+            except BridgeError as exc:
+                log.warning("unload of %s failed (it will be dropped with its host): %s", key, exc)
+
+    def status(self, snapshot: Snapshot) -> list[VersionStatus]:
+        rows: list[VersionStatus] = []
+        for key, ref in sorted(snapshot.refs.items()):
+            row = VersionStatus(tool=ref.tool_name, model=ref.name, version=ref.version, role=ref.role,
+                                state="loading")
+            if key in self._live:
+                live = self._live[key][1]
+                row.state, row.host = "live", live.host_name
+                if not live.smoke_tested:
+                    row.reason = "live without smoke test: the version has no input example"
+            elif key in self._failed:
+                row.state, row.reason, row.since = "failed", self._failed[key][1], self._failed[key][2]
+            rows.append(row)
+        for key in sorted(set(self._draining) & set(self._live)):
+            ref = self._live[key][0]
+            rows.append(VersionStatus(tool=ref.tool_name, model=ref.name, version=ref.version, role=ref.role,
+                                      state="draining", host=self._live[key][1].host_name))
+        return rows
+
+
+def example_arguments(signature: dict[str, Any], example: Any) -> dict[str, Any]:
+    """Tool arguments made of the first row (or sample) of a version's input example."""
+    inputs = signature.get("inputs") or []
+    if inputs and inputs[0].get("type") == "tensor":
+        first = example[:1] if isinstance(example, list) else example
+        return {"inputs": first}
+    if isinstance(example, list):
+        example = example[0] if example else {}
+    return arguments_from_record(signature, dict(example))

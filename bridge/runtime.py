@@ -1,0 +1,83 @@
+"""The bridge as one object for the composition root: hosts, reconciler, invoker, crash supervision."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bridge.errors import BridgeError
+from bridge.host_client import HostClient
+from bridge.hosts import HostProcess
+from bridge.invoker import Invoker
+from bridge.reconciler import Reconciler, VersionStatus
+from registry_sync import Snapshot, SyncPlan
+
+__all__ = ["Bridge", "BridgeSettings"]
+
+log = logging.getLogger(__name__)
+
+
+class BridgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOOLBRIDGE_", extra="ignore")
+
+    call_timeout: float = Field(default=30.0, gt=0, description="seconds a model call may take")
+    drain_grace: float = Field(default=10.0, ge=0, description="seconds an unapproved version keeps serving")
+    host_start_timeout: float = Field(default=120.0, gt=0)
+
+
+class Bridge:
+    def __init__(self, settings: BridgeSettings, log_dir: Path, tracking_uri: str) -> None:
+        self.settings = settings
+        env = {"MLFLOW_TRACKING_URI": tracking_uri}
+        self.processes = {"shared": HostProcess("shared", log_dir, env)}
+        self.clients = {name: HostClient(p.base_url, settings.call_timeout) for name, p in self.processes.items()}
+        self.reconciler = Reconciler(self.clients, drain_grace=settings.drain_grace)
+        self.invoker = Invoker(lambda: self.reconciler.routes)
+        self.snapshot = Snapshot()
+        self._supervisor: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await asyncio.gather(*(p.start(self.settings.host_start_timeout) for p in self.processes.values()))
+        self._supervisor = asyncio.create_task(self._supervise())
+
+    async def on_snapshot(self, snapshot: Snapshot, plan: SyncPlan) -> None:
+        self.snapshot = snapshot
+        for change in (*plan.added, *plan.changed, *plan.removed):
+            log.info("registry: %s — %s", change.key, change.reason)
+        await self.reconciler.apply(snapshot)
+
+    def status(self) -> list[VersionStatus]:
+        return self.reconciler.status(self.snapshot)
+
+    async def stop(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        for client in self.clients.values():
+            await client.close()
+        for process in self.processes.values():
+            await asyncio.to_thread(process.stop)
+
+    async def _supervise(self) -> None:
+        """Restart a crashed host with backoff, then load its versions again."""
+        backoff: dict[str, float] = {}
+        while True:
+            await asyncio.sleep(1.0)
+            for name, process in self.processes.items():
+                if process.alive:
+                    backoff.pop(name, None)
+                    continue
+                delay = backoff[name] = min(30.0, backoff.get(name, 0.5) * 2)
+                log.error("model host %s is down; restarting (restart #%d)", name, process.restarts + 1)
+                try:
+                    await process.restart(self.settings.host_start_timeout)
+                    await self.reconciler.reload_host(name)
+                except BridgeError as exc:
+                    log.error("model host %s did not restart: %s; next try in %.0fs", name, exc, delay)
+                    await asyncio.sleep(delay)

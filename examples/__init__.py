@@ -1,0 +1,1 @@
+"""Demo models and data for Toolbridge (see examples/README.md)."""

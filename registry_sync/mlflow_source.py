@@ -1,0 +1,110 @@
+"""The MLflow registry as a RegistrySource: the one module of registry_sync that imports mlflow."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowException
+from mlflow.artifacts import download_artifacts
+from mlflow.models import Model
+from mlflow.tracking import MlflowClient
+
+from registry_sync.errors import MalformedEntry, RegistryUnavailable
+from registry_sync.types import RegisteredModelInfo, VersionDetails
+
+__all__ = ["MlflowRegistry"]
+
+PAGE_SIZE = 1000  # the most search_registered_models returns in one page
+
+
+def _is_not_found(exc: MlflowException) -> bool:
+    return exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
+
+
+def _parse_signature(model: Model) -> dict[str, Any] | None:
+    if model.signature is None:
+        return None
+    return {part: json.loads(text) if text else None for part, text in model.signature.to_dict().items()}
+
+
+def _example_as_json(model: Model, folder: Path) -> Any:
+    """The input example as plain JSON: records for DataFrames, nested lists for arrays."""
+    example = model.load_input_example(str(folder))
+    if example is None:
+        return None
+    if hasattr(example, "to_dict"):  # pandas DataFrame
+        return json.loads(example.to_json(orient="records"))
+    if hasattr(example, "tolist"):  # numpy array
+        return example.tolist()
+    return json.loads(json.dumps(example, default=str))
+
+
+class MlflowRegistry:
+    """Reads registered models and model versions from an MLflow tracking server."""
+
+    def __init__(self, tracking_uri: str, registry_uri: str | None = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.registry_uri = registry_uri or tracking_uri
+        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=self.registry_uri)
+
+    def list_models(self) -> list[RegisteredModelInfo]:
+        models: list[RegisteredModelInfo] = []
+        token: str | None = None
+        try:
+            while True:
+                page = self._client.search_registered_models(max_results=PAGE_SIZE, page_token=token)
+                models.extend(
+                    RegisteredModelInfo(
+                        name=m.name,
+                        description=m.description or "",
+                        tags=dict(m.tags or {}),
+                        aliases={alias: str(v) for alias, v in (m.aliases or {}).items()},
+                        last_updated_timestamp=m.last_updated_timestamp or 0,
+                    )
+                    for m in page
+                )
+                token = page.token
+                if not token:
+                    return models
+        except MlflowException as exc:
+            raise RegistryUnavailable(f"MLflow at {self.tracking_uri} could not list models: {exc.message}") from exc
+        except OSError as exc:
+            raise RegistryUnavailable(f"MLflow at {self.tracking_uri} is unreachable: {exc}") from exc
+
+    def fetch_version(self, name: str, version: str) -> VersionDetails:
+        uri = f"models:/{name}/{version}"
+        try:
+            found = self._client.get_model_version(name, version)
+            # The resolved artifact URI: `models:/` downloads would ignore our registry URI.
+            artifacts = self._client.get_model_version_download_uri(name, version)
+            with tempfile.TemporaryDirectory(prefix="toolbridge-mlmodel-") as tmp:
+                model = Model.load(self._download(f"{artifacts}/MLmodel", tmp))
+                example = None
+                if model.saved_input_example_info:
+                    example_file = model.saved_input_example_info["artifact_path"]
+                    self._download(f"{artifacts}/{example_file}", tmp)
+                    example = _example_as_json(model, Path(tmp))
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                raise MalformedEntry(f"{uri}: {exc.message}") from exc
+            raise RegistryUnavailable(f"MLflow at {self.tracking_uri} could not read {uri}: {exc.message}") from exc
+        except OSError as exc:
+            raise RegistryUnavailable(f"MLflow at {self.tracking_uri} is unreachable: {exc}") from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MalformedEntry(f"{uri}: unreadable MLmodel or input example ({exc})") from exc
+        return VersionDetails(
+            name=name,
+            version=str(version),
+            uri=uri,
+            description=found.description or "",
+            tags=dict(found.tags or {}),
+            signature=_parse_signature(model),
+            input_example=example,
+            flavors=tuple(model.flavors),
+        )
+
+    def _download(self, artifact_uri: str, folder: str) -> str:
+        return download_artifacts(artifact_uri=artifact_uri, dst_path=folder, tracking_uri=self.tracking_uri)

@@ -1,0 +1,101 @@
+"""Shared fixtures: isolated environment, and real servers (mlflow, toolbridge) on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bridge.hosts import free_port
+from tool_server.embedded_mlflow import EmbeddedMlflow
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's Toolbridge or MLflow settings."""
+    for name in list(os.environ):
+        if name.startswith(("TOOLBRIDGE_", "MLFLOW_TRACKING", "MLFLOW_REGISTRY")):
+            monkeypatch.delenv(name)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
+    """Poll until `predicate` returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` (SQLite, served artifacts) on a free loopback port."""
+    server = EmbeddedMlflow(tmp_path_factory.mktemp("mlflow-state"), free_port())
+    server.start()
+    yield server.uri
+    server.stop()
+
+
+class ToolbridgeProcess:
+    """`toolbridge up` as a user runs it, in its own process group."""
+
+    def __init__(self, args: list[str], state_dir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = state_dir / "toolbridge.log"
+        state_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "tool_server", "up", "--port", str(self.port),
+                   "--state-dir", str(state_dir), *args]
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env={**os.environ, **env},
+                                            start_new_session=True)
+
+    def wait_healthy(self, timeout: float = 180.0) -> None:
+        def healthy() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"toolbridge exited early:\n{self.log()}")
+            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+
+        wait_for(healthy, timeout, "toolbridge /healthz")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:]
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        return self.process.returncode
+
+
+FAST_SYNC = {"TOOLBRIDGE_POLL_INTERVAL": "1", "TOOLBRIDGE_DRAIN_GRACE": "2"}
+
+
+@pytest.fixture(scope="session")
+def toolbridge(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToolbridgeProcess]:
+    """The tool server against the shared test MLflow server, polling every second."""
+    server = ToolbridgeProcess(["--mlflow-uri", mlflow_server], tmp_path_factory.mktemp("toolbridge"), FAST_SYNC)
+    try:
+        server.wait_healthy()
+        yield server
+    finally:
+        server.stop()

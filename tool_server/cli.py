@@ -1,0 +1,124 @@
+"""The `toolbridge` command line."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+app = typer.Typer(help="Toolbridge: MLflow models approved with an alias become tools LLM agents can call.",
+                  no_args_is_help=True)
+tools_app = typer.Typer(help="Inspect the tool catalog of a running Toolbridge.", no_args_is_help=True)
+app.add_typer(tools_app, name="tools")
+console = Console()
+
+UrlOption = Annotated[str, typer.Option("--url", envvar="TOOLBRIDGE_URL", help="Toolbridge base URL")]
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _port_or_free(preferred: int) -> int:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="train and register the demo models, with alias champion")] = False,
+    host: Annotated[str | None, typer.Option(help="interface to listen on [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on [default: 8000]")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="where the embedded MLflow, logs and keys live "
+                                                   "[default: ./.toolbridge]")] = None,
+    mlflow_uri: Annotated[str | None, typer.Option(help="use this MLflow tracking server instead of the "
+                                                   "embedded one [env: TOOLBRIDGE_MLFLOW_URI]")] = None,
+) -> None:
+    """Start MLflow (embedded unless --mlflow-uri), the registry sync, the model host and the tool server."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from tool_server.app import create_app
+    from tool_server.embedded_mlflow import EmbeddedMlflow, MlflowStartError
+    from tool_server.runtime import Runtime
+    from tool_server.settings import ServerSettings
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=console)])
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per model call is noise here
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "state_dir": state_dir,
+                                                   "mlflow_uri": mlflow_uri}.items() if v is not None}
+    try:
+        settings = ServerSettings(**overrides)
+    except ValidationError as exc:
+        console.print(f"[red]invalid setting:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    embedded = None
+    try:
+        tracking_uri = settings.mlflow_uri
+        if tracking_uri is None:
+            embedded = EmbeddedMlflow(settings.state_dir, settings.mlflow_port or _port_or_free(5000))
+            with console.status("Starting the embedded MLflow server (SQLite)..."):
+                embedded.start()
+            tracking_uri = embedded.uri
+            console.print(f"MLflow UI and registry: [bold]{tracking_uri}[/bold] (data in {embedded.root})")
+        if demo:
+            from examples.demo_models import register_demo_models
+
+            with console.status("Training and registering the demo models..."):
+                names = register_demo_models(tracking_uri)
+            console.print(f"Registered and promoted to champion: {', '.join(names)}")
+        runtime = Runtime(settings, tracking_uri)
+        console.print(f"Tool server: [bold]{settings.base_url}[/bold] — tools at {settings.base_url}/tools, "
+                      f"OpenAPI for Dify at {settings.base_url}/openapi.json. Ctrl-C stops everything.")
+        uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level="warning")
+    except MlflowStartError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _get(url: str, path: str) -> Any:
+    try:
+        response = httpx.get(f"{url.rstrip('/')}{path}", timeout=10.0)
+    except httpx.HTTPError as exc:
+        console.print(f"[red]cannot reach Toolbridge at {url}: {exc}[/red] (is `toolbridge up` running?)")
+        raise typer.Exit(1) from exc
+    if response.status_code != 200:
+        console.print(f"[red]{path} answered {response.status_code}: {response.text}[/red]")
+        raise typer.Exit(1)
+    return response.json()
+
+
+@tools_app.command("list")
+def tools_list(url: UrlOption = DEFAULT_URL) -> None:
+    """List the live tools."""
+    table = Table("tool", "model", "version", "kind", "inputs")
+    for tool in _get(url, "/tools"):
+        inputs = ", ".join(tool["input_schema"].get("properties", {}))
+        table.add_row(tool["name"], tool["model"]["name"], tool["model"]["version"], tool["kind"], inputs)
+    console.print(table)
+
+
+@app.command()
+def status(url: UrlOption = DEFAULT_URL) -> None:
+    """Each approved version: live or not, and why; and the registry sync's health."""
+    body = _get(url, "/status")
+    sync = body["sync"]
+    console.print(f"sync: [bold]{sync['state']}[/bold], {sync['passes']} passes, {sync['failures']} failures"
+                  + (f", last error: {sync['last_error']}" if sync["last_error"] else ""))
+    table = Table("tool", "model", "version", "role", "state", "reason")
+    for row in body["versions"]:
+        table.add_row(row["tool"], row["model"], row["version"], row["role"], row["state"], row["reason"] or "")
+    for row in body["excluded"]:
+        table.add_row("", row["name"], row["version"], "", "excluded", row["reason"])
+    console.print(table)

@@ -1,0 +1,67 @@
+"""The tool catalog as an OpenAPI 3.1 document a Dify custom tool imports (pure; every schema inline)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from bridge.toolspec import ToolSpec
+
+__all__ = ["build_openapi"]
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "error": {"type": "string", "description": "machine-readable error kind"},
+        "message": {"type": "string", "description": "what went wrong and how to fix the call"},
+        "problems": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "expected": {"type": "string"},
+                               "got": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+    "required": ["error", "message"],
+}
+
+
+def _summary(spec: ToolSpec) -> str:
+    first = spec.description.strip().split("\n", 1)[0]
+    return first if len(first) <= 120 else first[:117] + "..."
+
+
+def _operation(spec: ToolSpec) -> dict[str, Any]:
+    error = {"content": {"application/json": {"schema": copy.deepcopy(ERROR_SCHEMA)}}}
+    return {
+        "operationId": spec.name,
+        "summary": _summary(spec),
+        "description": spec.description,
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": copy.deepcopy(spec.input_schema)}},
+        },
+        "responses": {
+            "200": {"description": "the model's answer",
+                    "content": {"application/json": {"schema": copy.deepcopy(spec.output_schema)}}},
+            "422": {"description": "invalid arguments; `problems` names each bad field", **error},
+            "503": {"description": "the model is temporarily unavailable; retry after Retry-After", **error},
+        },
+    }
+
+
+def build_openapi(specs: list[ToolSpec], base_url: str, title: str = "Toolbridge tools") -> dict[str, Any]:
+    """One POST operation per tool at `/tools/{name}/invoke`, `operationId` = tool name."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": title,
+            "version": "1",
+            "description": "Machine-learning models approved in MLflow, exposed as tools for LLM agents.",
+        },
+        "servers": [{"url": base_url}],
+        "paths": {f"/tools/{spec.name}/invoke": {"post": _operation(spec)}
+                  for spec in sorted(specs, key=lambda s: s.name)},
+        "components": {"schemas": {}},
+    }

@@ -1,0 +1,57 @@
+"""Composition root: wires registry_sync and bridge together for one tool server process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+
+from bridge.runtime import Bridge, BridgeSettings
+from bridge.toolspec import ToolSpec
+from registry_sync import RegistryWatcher, SyncSettings
+from tool_server.settings import ServerSettings
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger(__name__)
+
+
+def _fail_fast_mlflow_client() -> None:
+    """MLflow's client retries for minutes by default; a pass should fail fast and back off instead."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+
+class Runtime:
+    def __init__(self, server: ServerSettings, tracking_uri: str, sync: SyncSettings | None = None,
+                 bridge: BridgeSettings | None = None) -> None:
+        from registry_sync.mlflow_source import MlflowRegistry  # imports mlflow: only when serving
+
+        _fail_fast_mlflow_client()
+        self.server = server
+        self.tracking_uri = tracking_uri
+        self.sync_settings = sync or SyncSettings()
+        self.bridge = Bridge(bridge or BridgeSettings(), server.state_dir / "logs", tracking_uri)
+        self.watcher = RegistryWatcher(MlflowRegistry(tracking_uri), self.sync_settings.policy(),
+                                       self.sync_settings.poll_interval, listener=self.bridge.on_snapshot)
+        self._loop_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.bridge.start()
+        self._loop_task = asyncio.create_task(self.watcher.run_forever())
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        await self.bridge.stop()
+
+    def tools(self) -> list[ToolSpec]:
+        return sorted((route.champion.spec for route in self.bridge.reconciler.routes.values()),
+                      key=lambda spec: spec.name)
+
+    def tool(self, name: str) -> ToolSpec | None:
+        route = self.bridge.reconciler.routes.get(name)
+        return route.champion.spec if route else None
