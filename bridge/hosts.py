@@ -52,7 +52,7 @@ class HostProcess:
 
     def spawn(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", **self.env}
+        env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TOOLBRIDGE_HOST_LOG": str(self.log_path), **self.env}
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", "127.0.0.1",
