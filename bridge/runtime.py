@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from pydantic import Field
@@ -15,6 +16,7 @@ from bridge.host_client import HostClient
 from bridge.hosts import HostProcess
 from bridge.invoker import Invoker
 from bridge.reconciler import Reconciler, VersionStatus
+from bridge.toolspec import ToolSpec
 from registry_sync import Snapshot, SyncPlan
 
 __all__ = ["Bridge", "BridgeSettings"]
@@ -39,6 +41,7 @@ class Bridge:
         self.reconciler = Reconciler(self.clients, drain_grace=settings.drain_grace)
         self.invoker = Invoker(lambda: self.reconciler.routes)
         self.snapshot = Snapshot()
+        self.catalog_listeners: list[Callable[[], Awaitable[None]]] = []
         self._supervisor: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -49,7 +52,18 @@ class Bridge:
         self.snapshot = snapshot
         for change in (*plan.added, *plan.changed, *plan.removed):
             log.info("registry: %s — %s", change.key, change.reason)
+        before = self.catalog()
         await self.reconciler.apply(snapshot)
+        if self.catalog() != before:
+            for listener in self.catalog_listeners:
+                try:
+                    await listener()
+                except Exception:  # a broken subscriber (e.g. a gone MCP session) must not stop the sync
+                    log.exception("catalog listener failed")
+
+    def catalog(self) -> list[ToolSpec]:
+        """The live tools, one spec per tool (its champion's), sorted by name."""
+        return sorted((route.champion.spec for route in self.reconciler.routes.values()), key=lambda s: s.name)
 
     def status(self) -> list[VersionStatus]:
         return self.reconciler.status(self.snapshot)

@@ -99,3 +99,19 @@ def toolbridge(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> 
         yield server
     finally:
         server.stop()
+
+
+def tools_by_name(url: str) -> dict[str, Any]:
+    return {tool["name"]: tool for tool in httpx.get(f"{url}/tools", timeout=10).json()}
+
+
+@pytest.fixture(scope="session")
+def demo_tools(toolbridge: ToolbridgeProcess, mlflow_server: str) -> dict[str, Any]:
+    """The three demo models registered with `champion` in the shared MLflow, and live as tools."""
+    from examples.demo_models import DEMO_MODEL_NAMES, register_demo_models
+
+    assert register_demo_models(mlflow_server) == list(DEMO_MODEL_NAMES)
+    tools: dict[str, Any] = wait_for(
+        lambda: (found := tools_by_name(toolbridge.url)).keys() >= set(DEMO_MODEL_NAMES) and found,
+        120, f"the demo tools at GET /tools\n{toolbridge.log()}")
+    return tools

@@ -49,8 +49,7 @@ class Runtime:
         await self.bridge.stop()
 
     def tools(self) -> list[ToolSpec]:
-        return sorted((route.champion.spec for route in self.bridge.reconciler.routes.values()),
-                      key=lambda spec: spec.name)
+        return self.bridge.catalog()
 
     def tool(self, name: str) -> ToolSpec | None:
         route = self.bridge.reconciler.routes.get(name)

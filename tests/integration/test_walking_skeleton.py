@@ -14,17 +14,6 @@ from tests.conftest import ToolbridgeProcess, wait_for
 pytestmark = pytest.mark.integration
 
 
-def tools_by_name(url: str) -> dict[str, Any]:
-    return {tool["name"]: tool for tool in httpx.get(f"{url}/tools", timeout=10).json()}
-
-
-@pytest.fixture(scope="module")
-def demo_tools(toolbridge: ToolbridgeProcess, mlflow_server: str) -> dict[str, Any]:
-    assert register_demo_models(mlflow_server) == list(DEMO_MODEL_NAMES)
-    return wait_for(lambda: (tools := tools_by_name(toolbridge.url)).keys() >= set(DEMO_MODEL_NAMES) and tools,
-                    120, f"the demo tools at GET /tools\n{toolbridge.log()}")
-
-
 def invoke(url: str, tool: str, arguments: Any) -> httpx.Response:
     return httpx.post(f"{url}/tools/{tool}/invoke", json=arguments, timeout=30)
 
