@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import yaml
 from fastapi import APIRouter
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import ORJSONResponse, Response
 
 from bridge.invoker import ToolNotFound
 from bridge.toolspec import ToolSpec
 from tool_server.deps import JsonBody, RuntimeDep
+from tool_server.openai_export import openai_tools
 from tool_server.openapi_export import build_openapi
 from tool_server.wire import ModelRefPublic, ToolPublic, VersionStatusPublic
 
@@ -71,4 +73,26 @@ async def invoke_version(name: str, version: str, arguments: JsonBody, runtime: 
 
 @router.get("/openapi.json", tags=["exports"])
 async def openapi(runtime: RuntimeDep) -> ORJSONResponse:
+    """Every tool as one OpenAPI operation: the URL a Dify custom tool imports."""
     return ORJSONResponse(build_openapi(runtime.tools(), runtime.server.base_url))
+
+
+@router.get("/openapi.yaml", tags=["exports"])
+async def openapi_yaml(runtime: RuntimeDep) -> Response:
+    document = build_openapi(runtime.tools(), runtime.server.base_url)
+    return Response(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), media_type="application/yaml")
+
+
+@router.get("/tools/{name}/openapi.json", tags=["exports"])
+async def tool_openapi(name: str, runtime: RuntimeDep) -> ORJSONResponse:
+    """A one-tool OpenAPI document, for importing a single tool."""
+    spec = runtime.tool(name)
+    if spec is None:
+        raise ToolNotFound(f"no tool named {name!r}; list the available tools at GET /tools")
+    return ORJSONResponse(build_openapi([spec], runtime.server.base_url, title=f"Toolbridge tool {name}"))
+
+
+@router.get("/openai/tools", tags=["exports"])
+async def openai(runtime: RuntimeDep) -> ORJSONResponse:
+    """The catalog as OpenAI function-calling tools (`tools=` of a chat completion request)."""
+    return ORJSONResponse(openai_tools(runtime.tools()))
