@@ -66,6 +66,7 @@ class HostClient:
         models: list[dict[str, Any]] = (await self._post("/v1/models/list", {}))["models"]
         return models
 
-    async def predict(self, key: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
-        outputs: list[dict[str, Any]] = (await self._post("/v1/predict", {"key": key, "payload": payload}))["outputs"]
+    async def predict(self, key: str, payload: dict[str, Any], uri: str | None = None) -> list[dict[str, Any]]:
+        body = {"key": key, "payload": payload, "uri": uri}
+        outputs: list[dict[str, Any]] = (await self._post("/v1/predict", body))["outputs"]
         return outputs

@@ -59,7 +59,7 @@ class Invoker:
         live.validator.validate(arguments)
         spec = live.spec
         try:
-            outputs = await live.host.predict(spec.key, to_model_input(spec.signature, arguments))
+            outputs = await live.host.predict(spec.key, to_model_input(spec.signature, arguments), spec.model_uri)
         except HostUnavailable as exc:
             raise ToolUnavailable(f"tool {tool!r} is temporarily unavailable: {exc}") from exc
         except HostError as exc:

@@ -42,12 +42,18 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def mlflow_embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedMlflow]:
     """A real `mlflow server` (SQLite, served artifacts) on a free loopback port."""
     server = EmbeddedMlflow(tmp_path_factory.mktemp("mlflow-state"), free_port())
     server.start()
-    yield server.uri
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_embedded: EmbeddedMlflow) -> str:
+    """The tracking URI of the shared test MLflow server."""
+    return mlflow_embedded.uri
 
 
 class ToolbridgeProcess:

@@ -119,6 +119,10 @@ class ModelStore:
         with self._lock:
             return list(self._models.values())
 
+    def holds(self, key: str) -> bool:
+        with self._lock:
+            return key in self._models
+
     def get(self, key: str) -> LoadedModel:
         with self._lock:
             model = self._models.get(key)

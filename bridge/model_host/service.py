@@ -37,8 +37,11 @@ class ModelHost:
         return {"models": [model.describe() for model in self.store.list()]}
 
     @bentoml.api(route="/v1/predict")
-    def predict(self, key: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def predict(self, key: str, payload: dict[str, Any], uri: str | None = None) -> dict[str, Any]:
+        """With `uri`, a version this host lost (worker restart, eviction) is loaded again on demand."""
         try:
+            if uri is not None and not self.store.holds(key):
+                self.store.load(key, uri)
             return {"key": key, "outputs": self.store.predict(key, payload)}
         except ModelNotLoaded as exc:
             raise NotFound(f"model version {key} is not loaded on this host") from exc

@@ -1,0 +1,171 @@
+"""Serving lifecycle on real servers: canary split, pinned versions, swaps under load, broken versions,
+a killed model host."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mlflow import MlflowClient
+
+from examples.demo_models import register_trained_model, train_fin_sentiment
+from tests.conftest import ToolbridgeProcess, wait_for
+from tool_server.embedded_mlflow import EmbeddedMlflow
+
+pytestmark = pytest.mark.integration
+
+HEADLINE = {"headline": "Initech shares rise after record quarterly revenue"}
+
+
+def register(name: str, tracking_uri: str, aliases: tuple[str, ...] = ()) -> str:
+    trained = dataclasses.replace(train_fin_sentiment(), name=name)
+    return str(register_trained_model(trained, tracking_uri=tracking_uri, aliases=aliases).version)
+
+
+def call(url: str, tool: str, version: str | None = None) -> httpx.Response:
+    path = f"/tools/{tool}/invoke" if version is None else f"/tools/{tool}/versions/{version}/invoke"
+    return httpx.post(f"{url}{path}", json=HEADLINE, timeout=30)
+
+
+def answering_version(url: str, tool: str) -> str | None:
+    answer = call(url, tool)
+    return str(answer.json()["model"]["version"]) if answer.status_code == 200 else None
+
+
+def statuses(url: str, model: str) -> dict[str, dict[str, Any]]:
+    rows = httpx.get(f"{url}/status", timeout=10).json()["versions"]
+    return {row["version"]: row for row in rows if row["model"] == model}
+
+
+@pytest.fixture(scope="module")
+def probe(toolbridge: ToolbridgeProcess, mlflow_server: str) -> tuple[str, str]:
+    """`swap_probe` with version 1 as champion and version 2 registered but not approved."""
+    first = register("swap_probe", mlflow_server, aliases=("champion",))
+    second = register("swap_probe", mlflow_server)
+    wait_for(lambda: answering_version(toolbridge.url, "swap_probe") == first, 60, "swap_probe live")
+    return first, second
+
+
+def test_canary_takes_its_weight_of_calls_within_five_points(
+    toolbridge: ToolbridgeProcess, mlflow_server: str, probe: tuple[str, str]
+) -> None:
+    first, second = probe
+    client = MlflowClient(tracking_uri=mlflow_server)
+    client.set_registered_model_tag("swap_probe", "toolbridge.canary_weight", "0.3")
+    client.set_registered_model_alias("swap_probe", "challenger", second)
+    wait_for(lambda: statuses(toolbridge.url, "swap_probe").get(second, {}).get("state") == "live", 60,
+             "canary live")
+    assert statuses(toolbridge.url, "swap_probe")[second]["role"] == "canary"
+    with httpx.Client(base_url=toolbridge.url, timeout=30) as http:
+        served = Counter(http.post("/tools/swap_probe/invoke", json=HEADLINE).json()["model"]["version"]
+                         for _ in range(1000))
+    assert served.keys() == {first, second}
+    assert abs(served[second] / 1000 - 0.3) <= 0.05, served
+
+    pinned = call(toolbridge.url, "swap_probe", version=second)
+    assert pinned.status_code == 200 and pinned.json()["model"]["version"] == second
+    assert pinned.headers["X-Toolbridge-Model-Version"] == second
+    not_served = call(toolbridge.url, "swap_probe", version="999")
+    assert not_served.status_code == 404 and "served now" in not_served.json()["message"]
+
+    client.delete_registered_model_alias("swap_probe", "challenger")
+    wait_for(lambda: second not in statuses(toolbridge.url, "swap_probe")
+             or statuses(toolbridge.url, "swap_probe")[second]["state"] == "draining", 60, "canary withdrawn")
+    assert {answering_version(toolbridge.url, "swap_probe") for _ in range(50)} == {first}
+
+
+def test_alias_flips_under_eight_concurrent_clients_fail_no_call(
+    toolbridge: ToolbridgeProcess, mlflow_server: str, probe: tuple[str, str]
+) -> None:
+    first, second = probe
+    client = MlflowClient(tracking_uri=mlflow_server)
+    stop = threading.Event()
+    answers: Counter[str] = Counter()
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def caller() -> None:
+        with httpx.Client(base_url=toolbridge.url, timeout=30) as http:
+            while not stop.is_set():
+                response = http.post("/tools/swap_probe/invoke", json=HEADLINE)
+                with lock:
+                    if response.status_code == 200:
+                        answers[response.json()["model"]["version"]] += 1
+                    else:
+                        failures.append(f"{response.status_code} {response.text[:200]}")
+
+    threads = [threading.Thread(target=caller) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    try:
+        for flip in range(20):
+            target = second if flip % 2 == 0 else first
+            client.set_registered_model_alias("swap_probe", "champion", target)
+            wait_for(lambda t=target: answering_version(toolbridge.url, "swap_probe") == t, 60,
+                     f"flip {flip} to version {target}")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+    assert failures == []
+    assert answers.keys() == {first, second}
+    assert sum(answers.values()) > 100
+
+
+def test_broken_versions_are_never_exposed_and_others_keep_serving(
+    toolbridge: ToolbridgeProcess, mlflow_embedded: EmbeddedMlflow, demo_tools: dict[str, Any]
+) -> None:
+    uri = mlflow_embedded.uri
+    client = MlflowClient(tracking_uri=uri)
+    version = register("broken_probe", uri)
+    artifacts = client.get_model_version_download_uri("broken_probe", version)
+    local = mlflow_embedded.root / "artifacts" / artifacts.removeprefix("mlflow-artifacts:/")
+    for weights in Path(local).glob("model.*"):
+        weights.write_bytes(b"not a model")  # the artifact now fails to load in the model host
+    client.set_registered_model_alias("broken_probe", "champion", version)
+
+    row = wait_for(lambda: statuses(toolbridge.url, "broken_probe").get(version, {}).get("state") == "failed"
+                   and statuses(toolbridge.url, "broken_probe")[version], 90, "broken_probe failed")
+    assert "could not load" in row["reason"]
+    assert call(toolbridge.url, "broken_probe").status_code == 404
+    assert "broken_probe" not in {t["name"] for t in httpx.get(f"{toolbridge.url}/tools", timeout=10).json()}
+    assert call(toolbridge.url, "fin_sentiment").status_code == 200
+
+
+def host_groups(state_dir: Path) -> list[int]:
+    """Process groups of the model hosts started by the toolbridge under `state_dir`."""
+    groups = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(state_dir).encode() in (proc / "environ").read_bytes():
+                groups.add(os.getpgid(int(proc.name)))
+        except OSError:
+            continue
+    return sorted(groups)
+
+
+def test_killed_model_host_answers_503_then_recovers(
+    toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]
+) -> None:
+    groups = host_groups(toolbridge.log_path.parent)
+    assert groups, "the model host should be running"
+    for group in groups:  # the arbiter and its workers: a crash of the whole host
+        os.killpg(group, signal.SIGKILL)
+    started = time.monotonic()
+    outage = call(toolbridge.url, "fin_sentiment")
+    assert time.monotonic() - started < 30, "a call during the outage must not hang"
+    if outage.status_code != 200:  # the supervisor may already have restarted it
+        assert outage.status_code == 503, outage.text
+        assert int(outage.headers["Retry-After"]) >= 1
+    wait_for(lambda: call(toolbridge.url, "fin_sentiment").status_code == 200, 120,
+             f"fin_sentiment after the host restart\n{toolbridge.log()}")
+    assert all(call(toolbridge.url, tool).status_code in (200, 422) for tool in demo_tools)
+    assert not set(host_groups(toolbridge.log_path.parent)) & set(groups)
