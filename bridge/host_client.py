@@ -63,8 +63,12 @@ class HostClient:
         await self._post("/v1/models/unload", {"key": key})
 
     async def list_models(self) -> list[dict[str, Any]]:
-        models: list[dict[str, Any]] = (await self._post("/v1/models/list", {}))["models"]
+        models: list[dict[str, Any]] = (await self.host_info())["models"]
         return models
+
+    async def host_info(self) -> dict[str, Any]:
+        """Loaded versions with their memory, the budget, evictions and the host's resident memory."""
+        return await self._post("/v1/models/list", {}, timeout=5.0)
 
     async def predict(self, key: str, payload: dict[str, Any], uri: str | None = None) -> list[dict[str, Any]]:
         body = {"key": key, "payload": payload, "uri": uri}

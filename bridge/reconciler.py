@@ -1,7 +1,8 @@
 """Level-triggered reconciler: make the loaded, live versions match the approved snapshot.
 
 Each pass: load what is new on its host, smoke-test it with its input example, then swap the routing table
-in one assignment; versions no longer approved keep serving in-flight calls for a grace period, then unload.
+in one assignment; versions no longer approved finish their in-flight calls and stay loaded (warm, unrouted)
+for `unload_after` seconds, so moving an alias back is instant, then unload.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.errors import BridgeError
-from bridge.host_client import HostClient
+from bridge.host_pool import HostPool
 from bridge.live import LiveVersion, Route
 from bridge.schema import arguments_from_record, to_model_input
 from bridge.toolspec import ModelFacts, build_tool_spec
@@ -32,24 +33,21 @@ class VersionStatus:
     model: str
     version: str
     role: str
-    state: str  # loading | live | failed | draining
+    state: str  # loading | live | failed | warm (unapproved, still loaded for an instant rollback)
     reason: str | None = None
     since: float = 0.0
     host: str | None = None
 
 
 class Reconciler:
-    def __init__(self, hosts: dict[str, HostClient], drain_grace: float = 10.0) -> None:
+    def __init__(self, hosts: HostPool, unload_after: float = 10.0) -> None:
         self.hosts = hosts
-        self.drain_grace = drain_grace
+        self.unload_after = unload_after
         self.routes: dict[str, Route] = {}
         self._live: dict[str, tuple[ModelVersionRef, LiveVersion]] = {}
         self._failed: dict[str, tuple[ModelVersionRef, str, float]] = {}
         self._draining: dict[str, asyncio.Task[None]] = {}
         self._lock = asyncio.Lock()
-
-    def host_for(self, ref: ModelVersionRef) -> str:
-        return "shared"
 
     async def apply(self, snapshot: Snapshot) -> None:
         async with self._lock:
@@ -94,8 +92,11 @@ class Reconciler:
         if not ref.signature:
             raise BridgeError(f"{key} has no signature; log the model with signature=infer_signature(X, y) "
                               "so agents get a typed input schema")
-        host_name = self.host_for(ref)
-        host = self.hosts[host_name]
+        host_name = self.hosts.name_for(ref)
+        try:
+            host = await self.hosts.client(host_name)
+        except BridgeError as exc:
+            raise BridgeError(f"model host {host_name} did not start: {exc}") from exc
         loaded = await host.load(key, ref.uri)
         facts = ModelFacts(kind=loaded.get("kind", "other"), classes=loaded.get("classes"))
         spec = build_tool_spec(ref, facts)
@@ -139,15 +140,21 @@ class Reconciler:
             self._draining[key] = asyncio.create_task(self._unload_after_grace(key))
 
     async def _unload_after_grace(self, key: str) -> None:
-        await asyncio.sleep(self.drain_grace)  # in-flight calls routed before the swap finish meanwhile
+        # In-flight calls routed before the swap finish meanwhile, and a rollback finds the version still loaded.
+        await asyncio.sleep(self.unload_after)
         async with self._lock:
             self._draining.pop(key, None)
             entry = self._live.pop(key, None)
-        if entry is not None:
-            try:
-                await entry[1].host.unload(key)
-            except BridgeError as exc:
-                log.warning("unload of %s failed (it will be dropped with its host): %s", key, exc)
+        if entry is None:
+            return
+        host_name = entry[1].host_name
+        if self.hosts.is_dedicated(host_name) and not any(v.host_name == host_name for _, v in self._live.values()):
+            await self.hosts.retire(host_name)  # its only model is gone: give the memory back
+            return
+        try:
+            await entry[1].host.unload(key)
+        except BridgeError as exc:
+            log.warning("unload of %s failed (it will be dropped with its host): %s", key, exc)
 
     def status(self, snapshot: Snapshot) -> list[VersionStatus]:
         rows: list[VersionStatus] = []
@@ -165,7 +172,8 @@ class Reconciler:
         for key in sorted(set(self._draining) & set(self._live)):
             ref = self._live[key][0]
             rows.append(VersionStatus(tool=ref.tool_name, model=ref.name, version=ref.version, role=ref.role,
-                                      state="draining", host=self._live[key][1].host_name))
+                                      state="warm", host=self._live[key][1].host_name,
+                                      reason="no longer approved; loaded but not routed until unloaded"))
         return rows
 
 

@@ -7,13 +7,13 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bridge.errors import BridgeError
-from bridge.host_client import HostClient
-from bridge.hosts import HostProcess
+from bridge.host_pool import HostPool
 from bridge.invoker import Invoker
 from bridge.reconciler import Reconciler, VersionStatus
 from bridge.toolspec import ToolSpec
@@ -29,23 +29,30 @@ class BridgeSettings(BaseSettings):
 
     call_timeout: float = Field(default=30.0, gt=0, description="seconds a model call may take")
     drain_grace: float = Field(default=10.0, ge=0, description="seconds an unapproved version keeps serving")
+    keep_warm: float = Field(default=300.0, ge=0,
+                             description="seconds an unapproved version stays loaded, so a rollback is instant")
     host_start_timeout: float = Field(default=120.0, gt=0)
+    shared_hosts: int = Field(default=1, ge=1, le=32, description="model hosts shared by all non-dedicated models")
+    host_memory_budget_mb: float | None = Field(
+        default=None, gt=0, description="per model host; past it, least recently used versions are evicted")
 
 
 class Bridge:
     def __init__(self, settings: BridgeSettings, log_dir: Path, tracking_uri: str) -> None:
         self.settings = settings
         env = {"MLFLOW_TRACKING_URI": tracking_uri}
-        self.processes = {"shared": HostProcess("shared", log_dir, env)}
-        self.clients = {name: HostClient(p.base_url, settings.call_timeout) for name, p in self.processes.items()}
-        self.reconciler = Reconciler(self.clients, drain_grace=settings.drain_grace)
+        if settings.host_memory_budget_mb is not None:
+            env["TOOLBRIDGE_HOST_MEMORY_BUDGET_MB"] = str(settings.host_memory_budget_mb)
+        self.hosts = HostPool(log_dir, env, settings.shared_hosts, settings.call_timeout,
+                              settings.host_start_timeout)
+        self.reconciler = Reconciler(self.hosts, unload_after=max(settings.drain_grace, settings.keep_warm))
         self.invoker = Invoker(lambda: self.reconciler.routes)
         self.snapshot = Snapshot()
         self.catalog_listeners: list[Callable[[], Awaitable[None]]] = []
         self._supervisor: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await asyncio.gather(*(p.start(self.settings.host_start_timeout) for p in self.processes.values()))
+        await self.hosts.start()
         self._supervisor = asyncio.create_task(self._supervise())
 
     async def on_snapshot(self, snapshot: Snapshot, plan: SyncPlan) -> None:
@@ -68,22 +75,32 @@ class Bridge:
     def status(self) -> list[VersionStatus]:
         return self.reconciler.status(self.snapshot)
 
+    async def host_status(self) -> list[dict[str, Any]]:
+        """Each model host: process, restarts, loaded versions and their memory, evictions."""
+        rows = []
+        for name, process in list(self.hosts.processes.items()):
+            row: dict[str, Any] = {"name": name, "url": process.base_url, "alive": process.alive,
+                                   "restarts": process.restarts}
+            try:
+                row.update(await self.hosts.clients[name].host_info())
+            except BridgeError as exc:
+                row["error"] = str(exc)
+            rows.append(row)
+        return rows
+
     async def stop(self) -> None:
         if self._supervisor is not None:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
-        for client in self.clients.values():
-            await client.close()
-        for process in self.processes.values():
-            await asyncio.to_thread(process.stop)
+        await self.hosts.stop()
 
     async def _supervise(self) -> None:
         """Restart a crashed host with backoff, then load its versions again."""
         backoff: dict[str, float] = {}
         while True:
             await asyncio.sleep(1.0)
-            for name, process in self.processes.items():
+            for name, process in list(self.hosts.processes.items()):
                 if process.alive:
                     backoff.pop(name, None)
                     continue

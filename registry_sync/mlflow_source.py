@@ -12,12 +12,22 @@ from mlflow.artifacts import download_artifacts
 from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 
-from registry_sync.errors import MalformedEntry, RegistryUnavailable
+from registry_sync.errors import MalformedEntry, RegistryUnavailable, WebhookSetupFailed
 from registry_sync.types import RegisteredModelInfo, VersionDetails
 
-__all__ = ["MlflowRegistry"]
+__all__ = ["WEBHOOK_EVENTS", "MlflowRegistry"]
 
 PAGE_SIZE = 1000  # the most search_registered_models returns in one page
+# Every registry event MLflow can send that may change what is approved. There is none for deleting a version
+# or changing a registered-model tag: polling covers those.
+WEBHOOK_EVENTS = (
+    "registered_model.created",
+    "model_version.created",
+    "model_version_tag.set",
+    "model_version_tag.deleted",
+    "model_version_alias.created",
+    "model_version_alias.deleted",
+)
 
 
 def _is_not_found(exc: MlflowException) -> bool:
@@ -105,6 +115,46 @@ class MlflowRegistry:
             input_example=example,
             flavors=tuple(model.flavors),
         )
+
+    def register_webhook(self, url: str, secret: str, name: str = "toolbridge") -> str:
+        """Create, or bring up to date, the webhook `name` (or the one already calling `url`); its id.
+
+        Idempotent: restarting Toolbridge updates the one webhook instead of stacking duplicates.
+        """
+        fields: dict[str, Any] = {"url": url, "events": list(WEBHOOK_EVENTS), "secret": secret,
+                                  "status": "ACTIVE",
+                                  "description": "Toolbridge: re-sync tools when approvals change"}
+        try:
+            existing = self._find_webhook(name, url)
+            if existing is None:
+                return str(self._client.create_webhook(name=name, **fields).webhook_id)
+            return str(self._client.update_webhook(existing, name=name, **fields).webhook_id)
+        except MlflowException as exc:
+            hint = (
+                "to call an http:// or private address, MLflow must run with MLFLOW_WEBHOOK_ALLOWED_SCHEMES="
+                "http,https and MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true"
+                if exc.error_code == "INVALID_PARAMETER_VALUE" else
+                "webhooks need a reachable, SQL-backed MLflow tracking server with a fixed "
+                "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"
+            )
+            raise WebhookSetupFailed(f"MLflow at {self.tracking_uri} did not register webhook {name!r} for "
+                                     f"{url}: {exc.message.rstrip('.')}; {hint}") from exc
+        except OSError as exc:
+            raise RegistryUnavailable(f"MLflow at {self.tracking_uri} is unreachable: {exc}") from exc
+
+    def _find_webhook(self, name: str, url: str) -> str | None:
+        by_url: str | None = None
+        token: str | None = None
+        while True:
+            page = self._client.list_webhooks(max_results=PAGE_SIZE, page_token=token)
+            for hook in page:
+                if hook.name == name:
+                    return str(hook.webhook_id)
+                if hook.url == url and by_url is None:
+                    by_url = str(hook.webhook_id)
+            token = page.token
+            if not token:
+                return by_url
 
     def _download(self, artifact_uri: str, folder: str) -> str:
         return download_artifacts(artifact_uri=artifact_uri, dst_path=folder, tracking_uri=self.tracking_uri)

@@ -93,7 +93,8 @@ class ToolbridgeProcess:
         return self.process.returncode
 
 
-FAST_SYNC = {"TOOLBRIDGE_POLL_INTERVAL": "1", "TOOLBRIDGE_DRAIN_GRACE": "2"}
+FAST_SYNC = {"TOOLBRIDGE_POLL_INTERVAL": "1", "TOOLBRIDGE_DRAIN_GRACE": "2", "TOOLBRIDGE_KEEP_WARM": "5",
+             "TOOLBRIDGE_HOST_MEMORY_BUDGET_MB": "2048"}
 
 
 @pytest.fixture(scope="session")

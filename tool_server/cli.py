@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -13,10 +14,15 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from tool_server.settings import ServerSettings
+
 app = typer.Typer(help="Toolbridge: MLflow models approved with an alias become tools LLM agents can call.",
                   no_args_is_help=True)
 tools_app = typer.Typer(help="Inspect the tool catalog of a running Toolbridge.", no_args_is_help=True)
 app.add_typer(tools_app, name="tools")
+webhook_app = typer.Typer(help="Let MLflow tell Toolbridge of changes at once.", no_args_is_help=True)
+app.add_typer(webhook_app, name="webhook")
 console = Console()
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="TOOLBRIDGE_URL", help="Toolbridge base URL")]
@@ -69,13 +75,15 @@ def up(
                 embedded.start()
             tracking_uri = embedded.uri
             console.print(f"MLflow UI and registry: [bold]{tracking_uri}[/bold] (data in {embedded.root})")
+        runtime = Runtime(settings, tracking_uri)  # before any MLflow call: it makes the client fail fast
+        # Before the demo's events: once an event fired, MLflow caches "no webhook for it" for a minute.
+        _auto_register_webhook(settings, tracking_uri, embedded=embedded is not None)
         if demo:
             from examples.demo_models import register_demo_models
 
             with console.status("Training and registering the demo models..."):
                 names = register_demo_models(tracking_uri)
             console.print(f"Registered and promoted to champion: {', '.join(names)}")
-        runtime = Runtime(settings, tracking_uri)
         console.print(f"Tool server: [bold]{settings.base_url}[/bold] — tools at {settings.base_url}/tools, "
                       f"OpenAPI for Dify at {settings.base_url}/openapi.json. Ctrl-C stops everything.")
         uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level="warning")
@@ -85,6 +93,65 @@ def up(
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _auto_register_webhook(settings: ServerSettings, tracking_uri: str, embedded: bool) -> None:
+    from registry_sync.errors import RegistrySyncError
+    from registry_sync.mlflow_source import MlflowRegistry
+    from tool_server.hooks import startup_webhook
+
+    target = startup_webhook(settings, embedded)
+    if target is None:
+        console.print("No webhook registered (needs TOOLBRIDGE_WEBHOOK_SECRET and TOOLBRIDGE_PUBLIC_URL, or "
+                      "`toolbridge webhook register`): MLflow changes arrive by polling.")
+        return
+    try:
+        MlflowRegistry(tracking_uri).register_webhook(*target, name=settings.webhook_name)
+    except RegistrySyncError as exc:
+        console.print(f"[yellow]webhook not registered, changes arrive by polling only:[/yellow] {exc}")
+        return
+    console.print(f"MLflow webhook {settings.webhook_name!r} → {target[0]}")
+
+
+@webhook_app.command("register")
+def webhook_register(
+    url: Annotated[str, typer.Option("--url", help="where MLflow reaches us: PUBLIC_URL/hooks/mlflow")],
+    mlflow_uri: Annotated[str | None, typer.Option(help="MLflow URL [env: TOOLBRIDGE_MLFLOW_URI]")] = None,
+    secret: Annotated[str | None, typer.Option(help="HMAC secret [env: TOOLBRIDGE_WEBHOOK_SECRET; default: "
+                                               "STATE_DIR/webhook_secret, created if missing]")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="[default: ./.toolbridge]")] = None,
+    name: Annotated[str | None, typer.Option(help="webhook name in MLflow [default: toolbridge]")] = None,
+) -> None:
+    """Create or update Toolbridge's webhook in an MLflow tracking server (SQL-backed)."""
+    from pydantic import ValidationError
+
+    from registry_sync.errors import RegistrySyncError
+    from registry_sync.mlflow_source import MlflowRegistry
+    from tool_server.hooks import ensure_webhook_secret
+    from tool_server.settings import ServerSettings
+
+    overrides: dict[str, Any] = {k: v for k, v in {"mlflow_uri": mlflow_uri, "webhook_secret": secret,
+                                                   "state_dir": state_dir, "webhook_name": name}.items()
+                                 if v is not None}
+    try:
+        settings = ServerSettings(**overrides)
+    except ValidationError as exc:
+        console.print(f"[red]invalid setting:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if settings.mlflow_uri is None:
+        console.print("[red]--mlflow-uri or TOOLBRIDGE_MLFLOW_URI is required[/red] (`toolbridge up` "
+                      "registers the embedded MLflow's webhook by itself)")
+        raise typer.Exit(2)
+    where = "TOOLBRIDGE_WEBHOOK_SECRET" if settings.webhook_secret else str(settings.webhook_secret_path)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # a wrong URI should fail in seconds
+    try:
+        hook_id = MlflowRegistry(settings.mlflow_uri).register_webhook(url, ensure_webhook_secret(settings),
+                                                                       settings.webhook_name)
+    except RegistrySyncError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"webhook {settings.webhook_name!r} ({hook_id}) → {url}; secret in {where}. The tool "
+                  "server needs the same secret: the same --state-dir or TOOLBRIDGE_WEBHOOK_SECRET.")
 
 
 def _get(url: str, path: str) -> Any:

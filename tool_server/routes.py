@@ -43,6 +43,7 @@ async def status(runtime: RuntimeDep) -> dict[str, Any]:
         "sync": {**sync.model_dump(), "last_success_age_seconds": age, "mlflow_uri": runtime.tracking_uri},
         "versions": [VersionStatusPublic(**row.__dict__).model_dump() for row in runtime.bridge.status()],
         "excluded": [e.model_dump() for e in runtime.watcher.snapshot.excluded],
+        "hosts": await runtime.bridge.host_status(),
     }
 
 

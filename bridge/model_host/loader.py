@@ -5,14 +5,17 @@ Runs inside the BentoML host process, never in the tool server.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+import psutil
 
 __all__ = ["LoadedModel", "ModelStore", "ModelNotLoaded"]
 
@@ -35,10 +38,12 @@ class LoadedModel:
     loaded_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.time)
     load_seconds: float = 0.0
+    memory_bytes: int = 0  # resident memory the load added to this process (approximate)
 
     def describe(self) -> dict[str, Any]:
         return {"key": self.key, "uri": self.uri, "kind": self.kind, "classes": self.classes,
-                "loaded_at": self.loaded_at, "last_used": self.last_used, "load_seconds": self.load_seconds}
+                "loaded_at": self.loaded_at, "last_used": self.last_used, "load_seconds": self.load_seconds,
+                "memory_bytes": self.memory_bytes}
 
 
 def _raw_model(pyfunc: Any) -> Any:
@@ -89,27 +94,54 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-class ModelStore:
-    """The model versions one host holds, keyed by `name/version`."""
+def _rss() -> int:
+    return int(psutil.Process(os.getpid()).memory_info().rss)
 
-    def __init__(self) -> None:
+
+class ModelStore:
+    """The model versions one host holds, keyed by `name/version`, within a memory budget.
+
+    Past the budget the least recently used versions are evicted; a later call that names the version's
+    URI loads it again on demand.
+    """
+
+    def __init__(self, memory_budget_bytes: int | None = None, resident_bytes: Callable[[], int] = _rss) -> None:
+        self.memory_budget_bytes = memory_budget_bytes
+        self._resident_bytes = resident_bytes
+        self.evictions = 0
         self._models: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
+        self._load_lock = threading.Lock()  # one load at a time keeps the RSS delta meaningful
 
     def load(self, key: str, uri: str) -> LoadedModel:
         with self._lock:
             existing = self._models.get(key)
         if existing is not None and existing.uri == uri:
             return existing
-        started = time.perf_counter()
-        pyfunc = mlflow.pyfunc.load_model(uri)
-        raw = _raw_model(pyfunc)
-        kind, classes = _kind_of(raw)
-        model = LoadedModel(key=key, uri=uri, pyfunc=pyfunc, raw=raw, kind=kind, classes=classes,
-                            columns=_input_columns(pyfunc), load_seconds=time.perf_counter() - started)
+        with self._load_lock:
+            rss_before, started = self._resident_bytes(), time.perf_counter()
+            pyfunc = mlflow.pyfunc.load_model(uri)
+            raw = _raw_model(pyfunc)
+            kind, classes = _kind_of(raw)
+            model = LoadedModel(key=key, uri=uri, pyfunc=pyfunc, raw=raw, kind=kind, classes=classes,
+                                columns=_input_columns(pyfunc), load_seconds=time.perf_counter() - started,
+                                memory_bytes=max(0, self._resident_bytes() - rss_before))
         with self._lock:
             self._models[key] = model
+            self._evict_over_budget(keep=key)
         return model
+
+    def _evict_over_budget(self, keep: str) -> None:
+        if self.memory_budget_bytes is None:
+            return
+        by_age = sorted((m for m in self._models.values() if m.key != keep), key=lambda m: m.last_used)
+        while by_age and sum(m.memory_bytes for m in self._models.values()) > self.memory_budget_bytes:
+            del self._models[by_age.pop(0).key]
+            self.evictions += 1
+
+    def memory_bytes(self) -> int:
+        with self._lock:
+            return sum(m.memory_bytes for m in self._models.values())
 
     def unload(self, key: str) -> bool:
         with self._lock:
@@ -150,7 +182,11 @@ class ModelStore:
                 for row in probabilities
             ]
         params = payload.get("params") or None
-        output = model.pyfunc.predict(features, params=params)
+        if model.kind == "regressor" and not params:
+            # The raw estimator takes NaN for a missing optional integer, which MLflow's enforcement refuses.
+            output = model.raw.predict(features)
+        else:
+            output = model.pyfunc.predict(features, params=params)
         if isinstance(output, pd.DataFrame):
             rows: list[Any] = output.to_dict(orient="records")
         elif isinstance(output, pd.Series | np.ndarray):

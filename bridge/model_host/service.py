@@ -6,9 +6,11 @@ Start it with `bentoml serve bridge.model_host.service:ModelHost`. The bridge dr
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import bentoml
+import psutil
 from bentoml.exceptions import InvalidArgument, NotFound
 
 from bridge.model_host.loader import ModelNotLoaded, ModelStore
@@ -19,7 +21,8 @@ class ModelHost:
     """Holds loaded model versions in memory; one worker so every call sees the same store."""
 
     def __init__(self) -> None:
-        self.store = ModelStore()
+        budget_mb = os.environ.get("TOOLBRIDGE_HOST_MEMORY_BUDGET_MB")  # set by the bridge that starts us
+        self.store = ModelStore(int(float(budget_mb) * 2**20) if budget_mb else None)
 
     @bentoml.api(route="/v1/models/load")
     def load(self, key: str, uri: str) -> dict[str, Any]:
@@ -34,7 +37,9 @@ class ModelHost:
 
     @bentoml.api(route="/v1/models/list")
     def list_models(self) -> dict[str, Any]:
-        return {"models": [model.describe() for model in self.store.list()]}
+        return {"models": [model.describe() for model in self.store.list()],
+                "memory_bytes": self.store.memory_bytes(), "memory_budget_bytes": self.store.memory_budget_bytes,
+                "evictions": self.store.evictions, "process_rss_bytes": psutil.Process(os.getpid()).memory_info().rss}
 
     @bentoml.api(route="/v1/predict")
     def predict(self, key: str, payload: dict[str, Any], uri: str | None = None) -> dict[str, Any]:

@@ -78,7 +78,7 @@ def test_canary_takes_its_weight_of_calls_within_five_points(
 
     client.delete_registered_model_alias("swap_probe", "challenger")
     wait_for(lambda: second not in statuses(toolbridge.url, "swap_probe")
-             or statuses(toolbridge.url, "swap_probe")[second]["state"] == "draining", 60, "canary withdrawn")
+             or statuses(toolbridge.url, "swap_probe")[second]["state"] == "warm", 60, "canary withdrawn")
     assert {answering_version(toolbridge.url, "swap_probe") for _ in range(50)} == {first}
 
 

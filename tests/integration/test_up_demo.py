@@ -34,7 +34,7 @@ def test_up_demo_serves_the_demo_tools_and_sigint_stops_every_child(tmp_path: Pa
                             json={"headline": "Globex shares plunge after profit warning and CEO exit"})
         assert answer.status_code == 200 and answer.json()["label"] == "negative", answer.text
         assert (tmp_path / "state" / "mlflow" / "mlflow.db").is_file()
-        assert (tmp_path / "state" / "logs" / "host-shared.log").is_file()
+        assert (tmp_path / "state" / "logs" / "host-shared-0.log").is_file()
         assert hosts_running_from(tmp_path), "the model host should run while toolbridge is up"
     finally:
         code = server.stop()

@@ -1,0 +1,190 @@
+"""MCP over streamable HTTP at `/mcp`: the live catalog as MCP tools, every call through the shared invoker.
+
+A short adapter like `routes.py`: tools/list reads `runtime.tools()` on each request (so the list is always
+the live catalog), tools/call decodes the arguments, calls `runtime.bridge.invoker.invoke` and encodes the
+result or the error. Built on the official SDK's low-level `Server` (mcp 2.x) behind its
+`StreamableHTTPSessionManager`, stateful, so both protocol generations work on the one endpoint:
+
+- handshake era (`initialize` + `Mcp-Session-Id`, protocol ≤ 2025-11-25, every mcp 1.x client and most hosts):
+  `notifications/tools/list_changed` goes down each session's standalone GET stream;
+- 2026-07-28 era (no session; the 2.x `mcp.Client` default): it goes down `subscriptions/listen` streams.
+
+Errors are `isError: true` results whose text stands on its own: Dify's MCP client ignores `isError` and
+shows the text to the LLM as if it were the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+from typing import Any
+
+import anyio
+from mcp import types
+from mcp.server import NotificationOptions, Server, ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult
+from mcp.server.models import InitializationOptions
+from mcp.server.session import ServerSession
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from mcp.types.version import MODERN_PROTOCOL_VERSIONS
+from sse_starlette.sse import AppStatus
+from starlette.routing import Route
+
+from bridge.errors import BridgeError
+from bridge.invoker import ModelFailure, ToolNotFound, ToolUnavailable
+from bridge.toolspec import ToolSpec
+from bridge.validation import ToolInputError
+from tool_server.runtime import Runtime
+
+__all__ = ["MCP_PATH", "McpEndpoint"]
+
+log = logging.getLogger(__name__)
+
+MCP_PATH = "/mcp"
+NOTIFY_TIMEOUT = 2.0  # seconds one session may take to accept a notification before we give up on it
+INSTRUCTIONS = ("Each tool runs an approved machine-learning model from the MLflow registry on the arguments "
+                "you give it and returns its prediction and the model version that answered.")
+
+
+class _CatalogServer(Server[dict[str, Any]]):
+    """Advertises `tools.listChanged` to handshake-era clients.
+
+    The session manager builds the `initialize` answer from `create_initialization_options()` with no
+    arguments, whose default says the list never changes; ours does. (2026-07-28 clients derive the flag from
+    `subscriptions/listen` being served.)
+    """
+
+    def create_initialization_options(
+        self, notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        options = notification_options or NotificationOptions(tools_changed=True)
+        return super().create_initialization_options(options, experimental_capabilities, extensions)
+
+
+def _tool(spec: ToolSpec) -> types.Tool:
+    return types.Tool(name=spec.name, description=spec.description, input_schema=spec.input_schema,
+                      output_schema=spec.output_schema,
+                      # A prediction changes nothing: hosts may call it without asking the user each time.
+                      annotations=types.ToolAnnotations(read_only_hint=True, destructive_hint=False,
+                                                        open_world_hint=False))
+
+
+def _error(text: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
+
+
+class McpEndpoint:
+    """The MCP server of one app: mount `route`, and enter `run()` in the app's lifespan (once)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._bus = InMemorySubscriptionBus()  # 2026-era listeners; a Redis bus would fan out across replicas
+        self._sessions: dict[str, ServerSession] = {}  # handshake-era sessions by Mcp-Session-Id
+        self._listen = ListenHandler(self._bus)
+        self.server = _CatalogServer(
+            "toolbridge", version=version("toolbridge"), instructions=INSTRUCTIONS,
+            on_list_tools=self._list_tools, on_call_tool=self._call_tool,
+            on_subscriptions_listen=self._listen, get_tool_input_schema=self._input_schema,
+        )
+        self.server.middleware.append(self._track_session)
+        # Stateful: a handshake-era client only hears list_changed on its session's GET stream. SSE answers
+        # (json_response=False): subscriptions/listen needs them. DNS-rebinding checks are off, as for /tools.
+        self.manager = StreamableHTTPSessionManager(app=self.server, stateless=False, json_response=False)
+        # AUTH GOES HERE: wrap this ASGI app in a pure-ASGI gate that answers 401 and sets scope["user"]
+        # (the session manager then binds each session to its creator). Not BaseHTTPMiddleware: it buffers
+        # SSE. A Route, not app.mount(): a mount answers POST /mcp with a 307 to /mcp/.
+        self.route = Route(MCP_PATH, endpoint=StreamableHTTPASGIApp(self.manager))
+
+    @asynccontextmanager
+    async def run(self) -> AsyncIterator[None]:
+        """Serve sessions and follow the catalog. The SDK's manager runs only once: one endpoint per app."""
+        self.runtime.bridge.catalog_listeners.append(self.notify_tools_changed)
+        try:
+            async with self.manager.run(), anyio.create_task_group() as tasks:
+                tasks.start_soon(self._end_listen_streams_on_exit)
+                yield
+                tasks.cancel_scope.cancel()
+        finally:
+            self.runtime.bridge.catalog_listeners.remove(self.notify_tools_changed)
+            self._sessions.clear()
+
+    async def _end_listen_streams_on_exit(self) -> None:
+        # uvicorn waits for open responses to end before it runs the lifespan shutdown, and a 2026-era listen
+        # stream never ends by itself: Ctrl-C would hang while an agent listens. The SDK's SSE library ends
+        # the handshake-era streams when uvicorn is told to exit (AppStatus); end ours at the same moment.
+        while True:
+            if AppStatus.should_exit:
+                self._listen.close()  # again each round: a client may re-listen while we drain
+            await anyio.sleep(0.5)
+
+    async def notify_tools_changed(self) -> None:
+        """Tell every connected client to fetch tools/list again, in both protocol generations."""
+        await self._bus.publish(ToolsListChanged())
+        async with anyio.create_task_group() as tg:
+            for session_id, session in list(self._sessions.items()):
+                tg.start_soon(self._notify_session, session_id, session)
+
+    async def _notify_session(self, session_id: str, session: ServerSession) -> None:
+        # A closed session drops the message silently; a stuck one must not hold up the registry sync.
+        with anyio.move_on_after(NOTIFY_TIMEOUT) as scope:
+            await session.send_tool_list_changed()
+        if scope.cancelled_caught:
+            log.warning("MCP session %s did not take list_changed within %ss", session_id, NOTIFY_TIMEOUT)
+
+    async def _list_tools(self, ctx: ServerRequestContext[dict[str, Any]],
+                          params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=[_tool(spec) for spec in self.runtime.tools()])
+
+    def _input_schema(self, name: str) -> Mapping[str, Any] | None:
+        spec = self.runtime.tool(name)
+        return spec.input_schema if spec else None
+
+    async def _call_tool(self, ctx: ServerRequestContext[dict[str, Any]],
+                         params: types.CallToolRequestParams) -> types.CallToolResult:
+        # Per-call authorization (API keys) will read ctx.request.scope["user"], set by the gate on `route`.
+        name = params.name
+        try:
+            result = await self.runtime.bridge.invoker.invoke(name, params.arguments or {})
+        except ToolInputError as exc:
+            return _error(f"Tool {name!r} was not called. {exc}\nFix these arguments and call it again.")
+        except ToolNotFound:
+            available = ", ".join(spec.name for spec in self.runtime.tools()) or "none right now"
+            return _error(f"There is no tool named {name!r}. Available tools: {available}.")
+        except ToolUnavailable as exc:
+            return _error(f"{exc}\nTry again in {exc.retry_after} seconds.")
+        except ModelFailure as exc:
+            return _error(f"Tool {name!r} failed: {exc}")
+        except BridgeError as exc:
+            return _error(f"Tool {name!r} could not be called: {exc}")
+        except Exception:  # the SDK would send str(exc) as a JSON-RPC error: keep internals in our log
+            log.exception("MCP tools/call %s failed", name)
+            return _error(f"Tool {name!r} failed because of an internal error in Toolbridge; "
+                          "the server log has the details.")
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=json.dumps(result.output, ensure_ascii=False))],
+            structured_content=result.output, is_error=False)
+
+    async def _track_session(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        """Remember each handshake-era session by its Mcp-Session-Id, to push list_changed to it later.
+
+        The SDK builds a new `ServerSession` proxy per message and gives no public per-session hook, so we
+        key on the header (absent on `initialize`, present from `notifications/initialized` on) and drop the
+        entry through the connection's exit stack, a private attribute: without it, stale entries cost a
+        little memory and their sends are dropped silently.
+        """
+        result = await call_next(ctx)
+        request = ctx.request
+        if request is not None and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            session_id = request.headers.get("mcp-session-id")
+            if session_id and session_id not in self._sessions:
+                self._sessions[session_id] = ctx.session
+                connection = getattr(ctx.session, "_connection", None)
+                if connection is not None:
+                    connection.exit_stack.callback(self._sessions.pop, session_id, None)
+        return result
