@@ -56,6 +56,7 @@ class Invoker:
         if live is None:
             served = ", ".join(sorted(route.pinned))
             raise ToolNotFound(f"tool {tool!r} does not serve version {version!r}; served now: {served}")
+        arguments = live.validator.coerce(arguments)
         live.validator.validate(arguments)
         spec = live.spec
         try:

@@ -69,6 +69,23 @@ class InputValidator:
         self.schema = schema
         self._validator = validator
 
+    def coerce(self, payload: Any) -> Any:
+        """`payload` with array and object fields sent as JSON text parsed (Dify's custom tools stringify
+        them); anything that does not parse to the declared kind is left for `validate` to report."""
+        properties = self.schema.get("properties", {}) if isinstance(payload, dict) else {}
+        coerced = dict(payload) if properties else payload
+        for name, value in (payload.items() if properties else ()):
+            kinds = set(_types(properties.get(name))) & {"array", "object"}
+            if not kinds or not isinstance(value, str):
+                continue
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                continue
+            if ("array" in kinds and isinstance(parsed, list)) or ("object" in kinds and isinstance(parsed, dict)):
+                coerced[name] = parsed
+        return coerced
+
     def validate(self, payload: Any) -> None:
         """Return if `payload` fits the schema, else raise ToolInputError naming every bad field."""
         problems: dict[str, FieldProblem] = {}

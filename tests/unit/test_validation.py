@@ -322,3 +322,31 @@ def test_validator_keeps_its_schema() -> None:
 def test_tool_input_error_is_a_bridge_error() -> None:
     assert issubclass(ToolInputError, BridgeError)
     assert issubclass(SchemaError, BridgeError) and issubclass(SchemaError, ValueError)
+
+
+# --- arrays and objects sent as JSON text (Dify custom tools) ----------------------------------------------
+
+
+def test_array_sent_as_json_text_is_parsed_before_validation() -> None:
+    validator = compile_validator(input_schema(parsed(ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype("float64"), (-1, 2))])))))
+
+    coerced = validator.coerce({"inputs": "[[1.0, 2.0]]"})
+
+    assert coerced == {"inputs": [[1.0, 2.0]]}
+    validator.validate(coerced)
+
+
+def test_text_that_is_not_the_declared_kind_is_left_for_validation_to_report() -> None:
+    validator = compile_validator(input_schema(parsed(ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype("float64"), (-1, 2))])))))
+
+    coerced = validator.coerce({"inputs": "{\"a\": 1}"})
+
+    assert coerced == {"inputs": "{\"a\": 1}"}
+    assert [p.field for p in problems(validator, coerced)] == ["inputs"]
+
+
+def test_string_fields_are_never_parsed_while_nullable_arrays_and_objects_are(applicant: InputValidator) -> None:
+    coerced = applicant.coerce({"city": "[1, 2]", "history": "[1, 2]", "address": "{\"street\": \"Main\"}"})
+    assert coerced == {"city": "[1, 2]", "history": [1, 2], "address": {"street": "Main"}}
