@@ -60,3 +60,12 @@ def test_a_strict_client_sending_null_for_an_optional_field_is_accepted(
     answer = httpx.post(f"{toolbridge.url}/tools/credit_risk/invoke", json=arguments, timeout=30)
     assert answer.status_code == 200, answer.text
     assert set(answer.json()["probabilities"]) == {"0", "1"}
+
+
+def test_a_dify_call_with_the_tensor_sent_as_json_text_is_answered(
+    toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]
+) -> None:
+    answer = httpx.post(f"{toolbridge.url}/tools/machine_failure/invoke",
+                        json={"inputs": "[[70.0, 2.0, 5.0, 1500.0]]"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["label"] in (0, 1)
