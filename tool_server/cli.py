@@ -67,6 +67,12 @@ def up(
         console.print(f"[red]invalid setting:[/red] {exc}")
         raise typer.Exit(2) from exc
     embedded = None
+    if settings.state_dir.exists():
+        from bridge.process_group import reap_stale_groups
+
+        reaped = reap_stale_groups(settings.state_dir)
+        if reaped:
+            console.print(f"Stopped {len(reaped)} server(s) left running by an earlier run that did not stop cleanly")
     try:
         tracking_uri = settings.mlflow_uri
         if tracking_uri is None:

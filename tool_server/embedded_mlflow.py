@@ -6,13 +6,14 @@ import base64
 import contextlib
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from bridge.process_group import spawn_group, stop_group
 
 from tool_server.settings import persistent_secret
 
@@ -48,11 +49,9 @@ class EmbeddedMlflow:
             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
             "--artifacts-destination", str(self.root / "artifacts"), "--serve-artifacts", "--workers", "1",
         ]
-        with self.log_path.open("ab") as log:
-            self._log_start = log.tell()
-            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL, start_new_session=True,
-                                             env={**os.environ, **self._webhook_env()})
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self._process = spawn_group(command, self.log_path, {**os.environ, **self._webhook_env()},
+                                    self.root / "server.pgid")
         self._wait_ready(timeout)
 
     def _webhook_env(self) -> dict[str, str]:
@@ -92,13 +91,4 @@ class EmbeddedMlflow:
 
     def stop(self, grace: float = 10.0) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process, self.root / "server.pgid", grace)

@@ -1,0 +1,75 @@
+"""Child servers (model hosts, the embedded MLflow) as process groups that never outlive Toolbridge.
+
+Each child gets a session of its own (so a stop reaches its workers), dies with its parent where Linux allows
+(PR_SET_PDEATHSIG), and leaves a `.pgid` file, so that after a crash or SIGKILL of Toolbridge the next start
+can reap the leftovers instead of tripping over them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["reap_stale_groups", "spawn_group", "stop_group"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def spawn_group(command: list[str], log_path: Path, env: dict[str, str], pgid_file: Path) -> subprocess.Popen[bytes]:
+    """Start `command` in a new session, logging to `log_path`, and record its process group."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+    pgid_file.write_text(str(process.pid))
+    return process
+
+
+def _kill_group(pgid: int, grace: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def stop_group(process: subprocess.Popen[bytes] | None, pgid_file: Path, grace: float = 10.0) -> None:
+    """SIGTERM the whole group, SIGKILL what is left after `grace` seconds, forget the group."""
+    if process is not None:
+        _kill_group(process.pid, grace)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(grace)
+    pgid_file.unlink(missing_ok=True)
+
+
+def reap_stale_groups(state_dir: Path, grace: float = 10.0) -> list[int]:
+    """Stop the process groups an earlier, crashed run left behind under `state_dir`; return them."""
+    reaped = []
+    for pgid_file in state_dir.rglob("*.pgid"):
+        with contextlib.suppress(ValueError, OSError):
+            pgid = int(pgid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pgid}/cmdline").read_bytes()
+            if b"mlflow" in cmdline or b"bentoml" in cmdline:  # never a stranger who reused the number
+                _kill_group(pgid, grace)
+                reaped.append(pgid)
+        pgid_file.unlink(missing_ok=True)
+    return reaped
