@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from bridge.errors import BridgeError
+from bridge.process_group import spawn_group, stop_group
 
 __all__ = ["HostProcess", "HostStartError", "free_port"]
 
@@ -38,6 +38,7 @@ class HostProcess:
         self.name = name
         self.port = port or free_port()
         self.log_path = log_dir / f"host-{name}.log"
+        self.pgid_file = log_dir / f"host-{name}.pgid"
         self.env = env
         self.restarts = 0
         self._process: subprocess.Popen[bytes] | None = None
@@ -51,15 +52,10 @@ class HostProcess:
         return self._process is not None and self._process.poll() is None
 
     def spawn(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TOOLBRIDGE_HOST_LOG": str(self.log_path), **self.env}
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", "127.0.0.1",
-                 "--port", str(self.port)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                start_new_session=True,  # its own process group, so stop() reaches the workers too
-            )
+        self._process = spawn_group(
+            [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", "127.0.0.1", "--port", str(self.port)],
+            self.log_path, env, self.pgid_file)
 
     async def start(self, timeout: float = 90.0) -> None:
         self.spawn()
@@ -84,13 +80,4 @@ class HostProcess:
 
     def stop(self, grace: float = 10.0) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process, self.pgid_file, grace)
