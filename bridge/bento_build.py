@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -43,7 +44,8 @@ __all__ = ["BentoBuildError", "BuildResult", "bento_name", "build_tool_bento", "
 
 PACKAGE = "toolbridge_tool"  # the package the Bento's src holds: service, loader copy, tool.json
 SERVICE = f"{PACKAGE}.service:ToolService"
-RUNTIME_PACKAGES = ("mlflow", "numpy", "pandas")  # what the loader and the service import (bentoml adds itself)
+# What the loader and the service import; BentoML adds its own pin.
+RUNTIME_PACKAGES = ("mlflow", "numpy", "pandas")
 LABEL = "toolbridge.{}".format
 _TAG_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
@@ -77,7 +79,8 @@ def _example_payload(example: Any) -> dict[str, Any] | None:
     return None  # other example shapes: loading the model is the whole readiness check
 
 
-@bentoml.service(name=TOOL["bento"], workers=1, traffic={"timeout": 120})
+@bentoml.service(name=TOOL["bento"], workers=1, traffic={"timeout": 120},
+                 envs=[{"name": "BENTOML_DO_NOT_TRACK", "value": "true"}])
 class ToolService:
     model_ref = bentoml.models.BentoModel(TOOL["bento_model"])
 
@@ -96,7 +99,8 @@ class ToolService:
         return self.store.holds(self.key)
 
     @bentoml.api(route="/v1/predict")
-    def predict(self, payload: dict[str, Any], key: str | None = None, uri: str | None = None) -> dict[str, Any]:
+    def predict(self, payload: dict[str, Any], key: str | None = None,
+                uri: str | None = None) -> dict[str, Any]:
         """`key` defaults to the baked-in version; `uri` is accepted for the host contract and ignored."""
         key = key or self.key
         try:
@@ -128,6 +132,8 @@ class BentoBuildError(BridgeError):
 
 @dataclass(frozen=True)
 class BuildResult:
+    """A built Bento; `size_bytes` counts the Bento's files and the model it references in the model store."""
+
     tag: str
     path: Path
     model_tag: str
@@ -136,15 +142,15 @@ class BuildResult:
     python_version: str
     size_bytes: int
     seconds: float
-    model_reused: bool = False
-    notes: list[str] = field(default_factory=list)
+    model_reused: bool = False  # the version was already in the BentoML model store
+    notes: list[str] = field(default_factory=list)  # mismatches worth a look, e.g. pins unlike this machine
 
 
 def bento_name(tool_name: str) -> str:
-    """A BentoML tag name (lowercase, `[a-z0-9._-]`, alphanumeric ends, ≤ 63) for a tool; also the image name."""
+    """The Bento (and image) name of a tool: a BentoML tag name, `[a-z0-9._-]`, alphanumeric ends, ≤ 63."""
     name = "".join(c if c in _TAG_CHARS else "-" for c in tool_name.lower()).strip("-_.")[:63].rstrip("-_.")
     if not name:
-        raise BentoBuildError(f"tool name {tool_name!r} gives no usable Bento name; expected letters or digits")
+        raise BentoBuildError(f"tool name {tool_name!r} gives no usable Bento name; expected letters, digits")
     return name
 
 
@@ -153,7 +159,13 @@ def _redacted(uri: str) -> str:
     parts = urlsplit(uri)
     if parts.username is None and parts.password is None:
         return uri
-    return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _home(bentoml_home: Path | None) -> Path:
+    configured = bentoml_home or os.environ.get("BENTOML_HOME") or Path.home() / "bentoml"
+    return Path(configured).expanduser().resolve()
 
 
 @contextlib.contextmanager
@@ -161,7 +173,7 @@ def _bentoml_home(home: Path) -> Iterator[None]:
     """BentoML's stores rooted at `home` for the duration of the call.
 
     BentoML reads BENTOML_HOME once per process and caches every store derived from it; patching its
-    container (as BentoML's own pytest plugin does) makes a build honour the home asked for now.
+    container (as BentoML's own pytest plugin does) makes a call honour the home asked for now.
     """
     from bentoml._internal.bento import BentoStore
     from bentoml._internal.configuration.containers import BentoMLContainer as C
@@ -170,51 +182,16 @@ def _bentoml_home(home: Path) -> Iterator[None]:
     dirs = {name: home / name for name in ("bentos", "models", "envs", "tmp")}
     for folder in dirs.values():
         folder.mkdir(parents=True, exist_ok=True)
-    overrides = [(C.bentoml_home, str(home)), (C.bento_store_dir, str(dirs["bentos"])),
-                 (C.model_store_dir, str(dirs["models"])), (C.env_store_dir, str(dirs["envs"])),
-                 (C.tmp_bento_store_dir, str(dirs["tmp"])), (C.bento_store, BentoStore(str(dirs["bentos"]))),
-                 (C.tmp_bento_store, BentoStore(str(dirs["tmp"]))), (C.model_store, ModelStore(str(dirs["models"])))]
+    overrides = [
+        (C.bentoml_home, str(home)), (C.bento_store_dir, str(dirs["bentos"])),
+        (C.model_store_dir, str(dirs["models"])), (C.env_store_dir, str(dirs["envs"])),
+        (C.tmp_bento_store_dir, str(dirs["tmp"])), (C.bento_store, BentoStore(str(dirs["bentos"]))),
+        (C.tmp_bento_store, BentoStore(str(dirs["tmp"]))), (C.model_store, ModelStore(str(dirs["models"]))),
+    ]
     with contextlib.ExitStack() as stack:
         for provider, value in overrides:
             stack.enter_context(provider.patch(value))
         yield
-
-
-def _home(bentoml_home: Path | None) -> Path:
-    import os
-
-    configured = bentoml_home or os.environ.get("BENTOML_HOME") or Path.home() / "bentoml"
-    return Path(configured).expanduser().resolve()
-
-
-def _python_packages(model_dir: Path, notes: list[str]) -> list[str]:
-    """The model's requirements as MLflow recorded them, plus the runtime's packages; unpinned ones pinned to
-    the installed version. Where the model pins another version than installed here, the model's pin wins:
-    it is what the model was logged with (a local `bentoml serve` still runs on this machine's packages)."""
-    lines = (model_dir / "requirements.txt").read_text().splitlines() if (model_dir / "requirements.txt").exists() \
-        else []
-    packages: dict[str, str] = {}
-    for line in (raw.split("#", 1)[0].strip() for raw in lines):
-        if not line or line.startswith("-"):
-            continue
-        try:
-            requirement = Requirement(line)
-        except InvalidRequirement:
-            packages[line] = line  # a URL or path: kept as written
-            continue
-        name = canonicalize_name(requirement.name)
-        installed = _installed(name)
-        if not requirement.specifier and installed:
-            packages[name] = f"{requirement.name}=={installed}"
-            continue
-        if installed and not requirement.specifier.contains(installed, prereleases=True):
-            notes.append(f"the model requires {line}; this machine has {name} {installed}")
-        packages[name] = line
-    for name in RUNTIME_PACKAGES:
-        if name not in packages:
-            installed = _installed(name)
-            packages[name] = f"{name}=={installed}" if installed else name
-    return sorted(packages.values(), key=str.lower)
 
 
 def _installed(name: str) -> str | None:
@@ -224,19 +201,48 @@ def _installed(name: str) -> str | None:
         return None
 
 
+def _python_packages(model_dir: Path, notes: list[str]) -> list[str]:
+    """The model's requirements as MLflow recorded them plus the runtime's, unpinned ones pinned to the
+    installed version. Where the model pins another version than this machine has, the model's pin wins: it
+    is what the model was logged with (a local `bentoml serve` still runs on this machine's packages)."""
+    requirements = model_dir / "requirements.txt"
+    lines = requirements.read_text().splitlines() if requirements.exists() else []
+    packages: dict[str, str] = {}
+    for line in (raw.split("#", 1)[0].strip() for raw in lines):
+        if not line or line.startswith("-"):  # pip options (-r, -c, --index-url): not package pins
+            continue
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            packages[line] = line  # a URL or a path: kept as written
+            continue
+        name: str = canonicalize_name(requirement.name)
+        installed = _installed(name)
+        if installed and not requirement.specifier:
+            line = f"{requirement.name}=={installed}"
+        elif installed and not requirement.specifier.contains(installed, prereleases=True):
+            notes.append(f"the model requires {line}; this machine has {name} {installed}")
+        packages[name] = line
+    for name in RUNTIME_PACKAGES:
+        installed = _installed(name)
+        packages.setdefault(name, f"{name}=={installed}" if installed else name)
+    return sorted(packages.values(), key=str.lower)
+
+
 def _python_version(model_dir: Path, notes: list[str]) -> str:
+    """The image's Python: the model's (major.minor, from MLflow's python_env.yaml), else this one's."""
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     env_file = model_dir / "python_env.yaml"
-    logged = str(yaml.safe_load(env_file.read_text()).get("python", "")) if env_file.exists() else ""
+    logged = str((yaml.safe_load(env_file.read_text()) or {}).get("python", "")) if env_file.exists() else ""
     wanted = ".".join(logged.split(".")[:2]) or here
     if wanted != here:
-        notes.append(f"the model was logged with Python {logged}; the image uses {wanted}, this machine {here}")
+        notes.append(f"the model was logged with Python {logged}: the image gets {wanted}, here is {here}")
     return wanted
 
 
 def _import_model(name: str, model_uri: str, tracking_uri: str, labels: dict[str, str],
                   workdir: Path) -> tuple[bentoml.Model, bool]:
-    """The version in the BentoML model store, imported once: a registered version's artifacts do not change."""
+    """The version in the BentoML model store, imported once (a registered version is immutable)."""
     identity = {k: labels[k] for k in (LABEL("model_name"), LABEL("model_version"), LABEL("tracking_uri"))}
     try:
         imported = bentoml.models.list(name)
@@ -245,19 +251,18 @@ def _import_model(name: str, model_uri: str, tracking_uri: str, labels: dict[str
     for existing in sorted(imported, key=lambda m: m.creation_time, reverse=True):
         if identity.items() <= existing.info.labels.items():
             return existing, True
-    # bentoml.mlflow.import_model downloads with mlflow's process-wide tracking URI; download with ours
-    # explicitly and import the local copy, so concurrent callers and tests cannot cross servers.
+    # bentoml.mlflow.import_model(name, model_uri) downloads through mlflow's process-wide tracking URI;
+    # downloading with ours explicitly and importing the local copy leaves no global state behind.
     local = download_artifacts(artifact_uri=model_uri, dst_path=str(workdir / "download"),
                                tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    model = bentoml.mlflow.import_model(name, local, labels=labels,
-                                        metadata={"model_uri": model_uri, "tracking_uri": labels[LABEL("tracking_uri")]})
+    model = bentoml.mlflow.import_model(name, local, labels=labels, metadata={"model_uri": model_uri})
     return model, False
 
 
 def _write_context(ctx: Path, tool: dict[str, str]) -> None:
     package = ctx / PACKAGE
     package.mkdir(parents=True)
-    spec = importlib.util.find_spec("bridge.model_host.loader")
+    spec = importlib.util.find_spec("bridge.model_host.loader")  # located, not imported
     if spec is None or spec.origin is None:
         raise BentoBuildError("bridge.model_host.loader is not importable; reinstall Toolbridge")
     shutil.copyfile(spec.origin, package / "loader.py")  # the model host's own code, not a fork of it
@@ -267,68 +272,75 @@ def _write_context(ctx: Path, tool: dict[str, str]) -> None:
 
 
 def _forget_generated_modules() -> None:
-    """BentoML imports the service into this process; drop it so the next build imports its own."""
+    """BentoML imports the service into this process; drop it so that the next build imports its own."""
     for module in [m for m in sys.modules if m == PACKAGE or m.startswith(f"{PACKAGE}.")]:
         del sys.modules[module]
 
 
-def _size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+def _readme(tool_name: str, model_uri: str, source: str, description: str) -> str:
+    about = f"\n{description.strip()}\n" if description.strip() else ""
+    return (f"# Toolbridge tool `{tool_name}`\n{about}\n"
+            f"MLflow model version `{model_uri}` from {source}, baked in.\n\n"
+            '`POST /v1/predict` with `{"payload": {"kind": "records", "records": [{...}]}}` answers '
+            '`{"key", "outputs"}` (the Toolbridge model host contract); probes at `/livez` and `/readyz`.\n')
 
 
 def build_tool_bento(tool_name: str, model_name: str, model_version: str, tracking_uri: str, *,
                      bentoml_home: Path | None = None, description: str = "") -> BuildResult:
     """Build the Bento of `tool_name` serving `models:/{model_name}/{model_version}` from `tracking_uri`.
 
-    `bentoml_home` defaults to $BENTOML_HOME, else ~/bentoml, read at call time.
+    `bentoml_home` defaults to $BENTOML_HOME, else ~/bentoml, read at call time. `description` (e.g. the
+    tool's description for LLMs) goes into the Bento's README. Not thread-safe: BentoML changes the working
+    directory and imports the service while building.
     """
     started = time.perf_counter()
     name = bento_name(tool_name)
     model_uri = f"models:/{model_name}/{model_version}"
-    labels = {LABEL("tool"): tool_name, LABEL("model_name"): model_name, LABEL("model_version"): model_version,
-              LABEL("model_uri"): model_uri, LABEL("tracking_uri"): _redacted(tracking_uri)}
+    source = _redacted(tracking_uri)
+    labels = {LABEL("tool"): tool_name, LABEL("model_name"): model_name,
+              LABEL("model_version"): model_version, LABEL("model_uri"): model_uri,
+              LABEL("tracking_uri"): source}
     notes: list[str] = []
-    home = _home(bentoml_home)
     try:
-        with _bentoml_home(home), tempfile.TemporaryDirectory(prefix="toolbridge-bento-") as tmp:
+        with _bentoml_home(_home(bentoml_home)), tempfile.TemporaryDirectory(prefix="toolbridge-") as tmp:
             model, reused = _import_model(bento_name(model_name), model_uri, tracking_uri, labels, Path(tmp))
             model_dir = Path(model.path_of("mlflow_model"))
             packages = _python_packages(model_dir, notes)
             python_version = _python_version(model_dir, notes)
             ctx = Path(tmp) / "context"
             _write_context(ctx, {"tool": tool_name, "bento": name, "bento_model": str(model.tag),
-                                 "key": f"{model_name}/{model_version}", **{k.split(".", 1)[1]: v
-                                                                           for k, v in labels.items()}})
+                                 "key": f"{model_name}/{model_version}", "model_name": model_name,
+                                 "model_version": model_version, "model_uri": model_uri,
+                                 "tracking_uri": source})
             _forget_generated_modules()
             try:
                 bento = bentoml.bentos.build(
                     SERVICE, name=name, labels=labels, build_ctx=str(ctx),
-                    description=description or f"Toolbridge tool `{tool_name}`: MLflow model `{model_uri}` "
-                                               f"from {labels[LABEL('tracking_uri')]}.",
-                    # Pinned above from this machine and the model; locking would resolve the whole tree
-                    # against an index at build time (network, minutes), so it stays off.
+                    description=_readme(tool_name, model_uri, source, description),
+                    # Exact pins from above; locking would resolve the whole tree against an index at build
+                    # time (network access, minutes), so it stays off.
                     python={"packages": packages, "lock_packages": False},
                     docker={"python_version": python_version},
-                    envs=[{"name": "BENTOML_DO_NOT_TRACK", "value": "true"}],
                 )
             finally:
                 _forget_generated_modules()
+            size = bento.total_size()  # v2 Bentos reference their model in the store; export adds it
     except MlflowException as exc:
-        raise BentoBuildError(f"could not download {model_uri} from {_redacted(tracking_uri)}: {exc.message}") \
-            from exc
+        raise BentoBuildError(f"could not download {model_uri} from {source}: {exc.message}") from exc
     except (BentoMLException, OSError, ValueError) as exc:
         raise BentoBuildError(f"could not build the Bento of tool {tool_name!r} ({model_uri}): "
                               f"{type(exc).__name__}: {exc}") from exc
     return BuildResult(tag=str(bento.tag), path=Path(bento.path), model_tag=str(model.tag), labels=labels,
-                       python_packages=packages, python_version=python_version, size_bytes=_size(Path(bento.path)),
+                       python_packages=packages, python_version=python_version, size_bytes=size,
                        seconds=time.perf_counter() - started, model_reused=reused, notes=notes)
 
 
 def export_bento(tag: str, output_dir: Path, *, bentoml_home: Path | None = None) -> Path:
-    """Write the Bento `tag` as one `<name>-<version>.bento` archive into `output_dir`; its path."""
+    """Write the Bento `tag`, its model included, as one `<name>-<version>.bento` archive in `output_dir`."""
     output_dir.mkdir(parents=True, exist_ok=True)
     try:
         with _bentoml_home(_home(bentoml_home)):
             return Path(bentoml.bentos.export_bento(tag, str(output_dir.resolve())))
     except (BentoMLException, OSError, ValueError) as exc:
-        raise BentoBuildError(f"could not export Bento {tag} to {output_dir}: {type(exc).__name__}: {exc}") from exc
+        raise BentoBuildError(f"could not export Bento {tag} to {output_dir}: {type(exc).__name__}: {exc}") \
+            from exc

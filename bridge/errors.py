@@ -6,9 +6,11 @@
     │                         per bad field, worded for an LLM
     ├── ToolNotFound          (bridge.invoker) no live tool of that name
     ├── ToolUnavailable       (bridge.invoker) the tool exists but cannot answer right now
+    │   └── ToolTimeout       (bridge.invoker) the model did not answer within the call timeout
     ├── ModelFailure          (bridge.invoker) the model raised on input that passed validation
     ├── HostStartError        (bridge.hosts) a model host process failed to start
     ├── HostUnavailable       (bridge.host_client) a model host did not answer
+    │   └── HostTimeout       (bridge.host_client) ... within the timeout
     └── HostError             (bridge.host_client) a model host answered with an error
 
 Each subclass lives next to the code that raises it; this module holds only the root, so that every module

@@ -8,11 +8,15 @@ import httpx
 
 from bridge.errors import BridgeError
 
-__all__ = ["HostClient", "HostError", "HostUnavailable"]
+__all__ = ["HostClient", "HostError", "HostTimeout", "HostUnavailable"]
 
 
 class HostUnavailable(BridgeError):
     """The model host did not answer (down, restarting, or timed out)."""
+
+
+class HostTimeout(HostUnavailable):
+    """The model host did not answer within the call timeout (it may still be working on the call)."""
 
 
 class HostError(BridgeError):
@@ -46,7 +50,7 @@ class HostClient:
         try:
             response = await self._http.post(path, json=body, timeout=timeout or self._http.timeout)
         except httpx.TimeoutException as exc:
-            raise HostUnavailable(f"model host {self.base_url} timed out on {path}") from exc
+            raise HostTimeout(f"model host {self.base_url} timed out on {path}") from exc
         except httpx.TransportError as exc:
             raise HostUnavailable(f"model host {self.base_url} is unreachable: {exc}") from exc
         if response.status_code in (502, 503, 504):  # host busy or restarting, not a fault of this call

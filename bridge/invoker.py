@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.errors import BridgeError
-from bridge.host_client import HostError, HostUnavailable
+from bridge.host_client import HostError, HostTimeout, HostUnavailable
 from bridge.live import Route
 from bridge.schema import to_model_input
 
-__all__ = ["InvokeResult", "Invoker", "ModelFailure", "ToolNotFound", "ToolUnavailable"]
+__all__ = ["InvokeResult", "Invoker", "ModelFailure", "ToolNotFound", "ToolTimeout", "ToolUnavailable"]
 
 
 class ToolNotFound(BridgeError):
@@ -28,6 +28,10 @@ class ToolUnavailable(BridgeError):
     def __init__(self, message: str, retry_after: int = 2) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ToolTimeout(ToolUnavailable):
+    """The model did not answer within the call timeout: a slow model or a busy host, not a bad call."""
 
 
 class ModelFailure(BridgeError):
@@ -61,6 +65,10 @@ class Invoker:
         spec = live.spec
         try:
             outputs = await live.host.predict(spec.key, to_model_input(spec.signature, arguments), spec.model_uri)
+        except HostTimeout as exc:
+            raise ToolTimeout(f"tool {tool!r} did not answer within the call timeout ({exc}); the model is "
+                              "slow or its host is overloaded: try again later, or ask the operator to raise "
+                              "TOOLBRIDGE_CALL_TIMEOUT") from exc
         except HostUnavailable as exc:
             raise ToolUnavailable(f"tool {tool!r} is temporarily unavailable: {exc}") from exc
         except HostError as exc:

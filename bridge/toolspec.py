@@ -11,10 +11,13 @@ from bridge.errors import BridgeError
 from bridge.schema import input_schema, output_schema
 from registry_sync import ModelVersionRef
 
-__all__ = ["ModelFacts", "ToolSpec", "build_tool_spec", "describe"]
+__all__ = ["RESTRICTED", "ModelFacts", "ToolSpec", "build_tool_spec", "describe", "sensitivity"]
 
 TAG_DESCRIPTION = "toolbridge.description"
 TAG_FIELD_DESCRIPTIONS = "toolbridge.field_descriptions"
+TAG_SENSITIVITY = "toolbridge.sensitivity"
+RESTRICTED = "restricted"
+NORMAL = "normal"
 
 
 class ModelFacts(BaseModel):
@@ -39,6 +42,7 @@ class ToolSpec(BaseModel):
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
     signature: dict[str, Any]
+    sensitivity: str = NORMAL  # "restricted": only keys with the restricted scope see it; inputs never logged
 
     @property
     def key(self) -> str:
@@ -58,6 +62,12 @@ def field_descriptions(ref: ModelVersionRef) -> dict[str, str]:
         raise BridgeError(f"tag {TAG_FIELD_DESCRIPTIONS} of {ref.name} must be a JSON object of "
                           "field name → description")
     return {str(k): str(v) for k, v in parsed.items()}
+
+
+def sensitivity(ref: ModelVersionRef) -> str:
+    """`restricted` unless the tag is absent, empty, `normal` or `public`: a typo must fail closed."""
+    value = ref.model_tags.get(TAG_SENSITIVITY, "").strip().lower()
+    return NORMAL if value in ("", NORMAL, "public") else RESTRICTED
 
 
 def describe(ref: ModelVersionRef, facts: ModelFacts) -> str:
@@ -92,4 +102,5 @@ def build_tool_spec(ref: ModelVersionRef, facts: ModelFacts) -> ToolSpec:
         input_schema=input_schema(ref.signature, field_descriptions(ref)),
         output_schema=output_schema(facts.kind, classes, ref.signature),
         signature=ref.signature or {},
+        sensitivity=sensitivity(ref),
     )

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -57,11 +57,15 @@ def mlflow_server(mlflow_embedded: EmbeddedMlflow) -> str:
 
 
 class ToolbridgeProcess:
-    """`toolbridge up` as a user runs it, in its own process group."""
+    """`toolbridge up` as a user runs it, in its own process group; `headers` carry its admin key."""
+
+    started: ClassVar[dict[str, ToolbridgeProcess]] = {}  # by URL, for helpers that are handed only a URL
 
     def __init__(self, args: list[str], state_dir: Path, env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.state_dir = state_dir
+        ToolbridgeProcess.started[self.url] = self
         self.log_path = state_dir / "toolbridge.log"
         state_dir.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "tool_server", "up", "--port", str(self.port),
@@ -79,6 +83,15 @@ class ToolbridgeProcess:
 
         wait_for(healthy, timeout, "toolbridge /healthz")
 
+    @property
+    def admin_key(self) -> str:
+        """The key `toolbridge up` created on first start (STATE_DIR/admin.key, mode 0600)."""
+        return (self.state_dir / "admin.key").read_text().strip()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_key}"}
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:]
 
@@ -94,7 +107,13 @@ class ToolbridgeProcess:
 
 
 FAST_SYNC = {"TOOLBRIDGE_POLL_INTERVAL": "1", "TOOLBRIDGE_DRAIN_GRACE": "2", "TOOLBRIDGE_KEEP_WARM": "5",
-             "TOOLBRIDGE_HOST_MEMORY_BUDGET_MB": "2048"}
+             "TOOLBRIDGE_HOST_MEMORY_BUDGET_MB": "2048",
+             "TOOLBRIDGE_RATE_LIMIT_PER_MINUTE": "1000000"}  # load tests share the admin key; 429s have their own
+
+
+def admin_headers(url: str) -> dict[str, str]:
+    """The admin key's header for the toolbridge started at `url`."""
+    return ToolbridgeProcess.started[url.rstrip("/")].headers
 
 
 @pytest.fixture(scope="session")
@@ -109,7 +128,7 @@ def toolbridge(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def tools_by_name(url: str) -> dict[str, Any]:
-    return {tool["name"]: tool for tool in httpx.get(f"{url}/tools", timeout=10).json()}
+    return {tool["name"]: tool for tool in httpx.get(f"{url}/tools", headers=admin_headers(url), timeout=10).json()}
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+from starlette.routing import Route
 
 from tool_server.errors import add_exception_handlers
 from tool_server.hooks import router as hooks_router
-from tool_server.mcp_server import McpEndpoint
+from tool_server.mcp_server import MCP_PATH, McpEndpoint
+from tool_server.middleware import ApiKeyGate, BodyLimit, RequestId
 from tool_server.routes import router
 from tool_server.runtime import Runtime
 
@@ -26,7 +29,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             async with mcp.run():  # MCP sessions close before the bridge stops
                 yield
         finally:
-            await runtime.stop()
+            await runtime.stop()  # flushes the audit log
 
     # `/openapi.json` is the tool catalog for agents; the server's own API description lives at /api/*.
     app = FastAPI(title="Toolbridge", lifespan=lifespan, openapi_url="/api/openapi.json", docs_url="/api/docs",
@@ -35,5 +38,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     add_exception_handlers(app)
     app.include_router(router)
     app.include_router(hooks_router)
-    app.router.routes.append(mcp.route)
+    # MCP: a 401 at the HTTP layer before the SDK sees anything; tools/list and tools/call then read the key's
+    # principal from the request scope.
+    app.router.routes.append(Route(MCP_PATH, endpoint=ApiKeyGate(StreamableHTTPASGIApp(mcp.manager),
+                                                                   runtime.calls.authenticate)))
+    app.add_middleware(BodyLimit, limit=runtime.security.max_body_bytes)
+    app.add_middleware(RequestId)  # outermost: even a 413 carries the request id
     return app

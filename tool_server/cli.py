@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from tool_server.cli_keys import announce_admin_key, audit_app, cli_auth_headers, keys_app
+
 if TYPE_CHECKING:
     from tool_server.settings import ServerSettings
 
@@ -23,6 +25,8 @@ tools_app = typer.Typer(help="Inspect the tool catalog of a running Toolbridge."
 app.add_typer(tools_app, name="tools")
 webhook_app = typer.Typer(help="Let MLflow tell Toolbridge of changes at once.", no_args_is_help=True)
 app.add_typer(webhook_app, name="webhook")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 console = Console()
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="TOOLBRIDGE_URL", help="Toolbridge base URL")]
@@ -82,6 +86,7 @@ def up(
             tracking_uri = embedded.uri
             console.print(f"MLflow UI and registry: [bold]{tracking_uri}[/bold] (data in {embedded.root})")
         runtime = Runtime(settings, tracking_uri)  # before any MLflow call: it makes the client fail fast
+        announce_admin_key(runtime.keys, settings.admin_key_path)
         # Before the demo's events: once an event fired, MLflow caches "no webhook for it" for a minute.
         _auto_register_webhook(settings, tracking_uri, embedded=embedded is not None)
         if demo:
@@ -162,7 +167,7 @@ def webhook_register(
 
 def _get(url: str, path: str) -> Any:
     try:
-        response = httpx.get(f"{url.rstrip('/')}{path}", timeout=10.0)
+        response = httpx.get(f"{url.rstrip('/')}{path}", headers=cli_auth_headers(), timeout=10.0)
     except httpx.HTTPError as exc:
         console.print(f"[red]cannot reach Toolbridge at {url}: {exc}[/red] (is `toolbridge up` running?)")
         raise typer.Exit(1) from exc

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-import orjson
 from fastapi import Depends, Request
 
-from tool_server.errors import InvalidBody
+from tool_server.calls import CallContext
+from tool_server.middleware import request_id_of
 from tool_server.runtime import Runtime
+from tool_server.scopes import Forbidden, Principal, presented_key
 
-__all__ = ["JsonBody", "RuntimeDep"]
+__all__ = ["AdminDep", "CallerDep", "HttpCallDep", "RawBody", "RuntimeDep"]
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -18,17 +19,28 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-async def json_body(request: Request) -> Any:
-    """The raw JSON body; parse errors become a 422 an LLM can act on (orjson also refuses NaN)."""
-    raw = await request.body()
-    if not raw.strip():
-        raise InvalidBody("the request body is empty; send the tool arguments as a JSON object")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidBody(f"the request body is not valid JSON ({exc}); send the arguments as a JSON object") \
-            from exc
+async def get_caller(request: Request) -> Principal:
+    """The key's principal; 401 without a valid key (checked in the database on every request)."""
+    runtime = get_runtime(request)
+    return await runtime.calls.authenticate(presented_key(request.headers))
+
+
+async def get_admin(caller: Annotated[Principal, Depends(get_caller)]) -> Principal:
+    if not caller.is_admin:
+        raise Forbidden("this endpoint needs an API key with the `admin` scope")
+    return caller
+
+
+async def raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+def http_call(request: Request) -> CallContext:
+    return CallContext(request_id=request_id_of(request.scope), channel="http")
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-JsonBody = Annotated[Any, Depends(json_body)]
+CallerDep = Annotated[Principal, Depends(get_caller)]
+AdminDep = Annotated[Principal, Depends(get_admin)]
+RawBody = Annotated[bytes, Depends(raw_body)]
+HttpCallDep = Annotated[CallContext, Depends(http_call)]

@@ -15,30 +15,32 @@ shows the text to the LLM as if it were the answer.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any
 
 import anyio
+import orjson
 from mcp import types
 from mcp.server import NotificationOptions, Server, ServerRequestContext
 from mcp.server.context import CallNext, HandlerResult
 from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
-from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 from sse_starlette.sse import AppStatus
-from starlette.routing import Route
 
 from bridge.errors import BridgeError
 from bridge.invoker import ModelFailure, ToolNotFound, ToolUnavailable
 from bridge.toolspec import ToolSpec
 from bridge.validation import ToolInputError
+from tool_server.calls import CallContext
+from tool_server.middleware import principal_of, request_id_of
 from tool_server.runtime import Runtime
+from tool_server.scopes import AccessError, Principal
 
 __all__ = ["MCP_PATH", "McpEndpoint"]
 
@@ -80,7 +82,7 @@ def _error(text: str) -> types.CallToolResult:
 
 
 class McpEndpoint:
-    """The MCP server of one app: mount `route`, and enter `run()` in the app's lifespan (once)."""
+    """The MCP server of one app: serve `manager` at MCP_PATH; enter `run()` in the app's lifespan, once."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -90,16 +92,16 @@ class McpEndpoint:
         self.server = _CatalogServer(
             "toolbridge", version=version("toolbridge"), instructions=INSTRUCTIONS,
             on_list_tools=self._list_tools, on_call_tool=self._call_tool,
-            on_subscriptions_listen=self._listen, get_tool_input_schema=self._input_schema,
+            # No get_tool_input_schema: it cannot see the caller. The SDK falls back to our tools/list
+            # handler, which answers per key, so Mcp-Param checks never reveal a tool the key may not see.
+            on_subscriptions_listen=self._listen,
         )
         self.server.middleware.append(self._track_session)
         # Stateful: a handshake-era client only hears list_changed on its session's GET stream. SSE answers
         # (json_response=False): subscriptions/listen needs them. DNS-rebinding checks are off, as for /tools.
         self.manager = StreamableHTTPSessionManager(app=self.server, stateless=False, json_response=False)
-        # AUTH GOES HERE: wrap this ASGI app in a pure-ASGI gate that answers 401 and sets scope["user"]
-        # (the session manager then binds each session to its creator). Not BaseHTTPMiddleware: it buffers
-        # SSE. A Route, not app.mount(): a mount answers POST /mcp with a 307 to /mcp/.
-        self.route = Route(MCP_PATH, endpoint=StreamableHTTPASGIApp(self.manager))
+        # app.py serves StreamableHTTPASGIApp(manager) behind the API-key gate: pure ASGI (BaseHTTPMiddleware
+        # buffers SSE), in a Route at exactly MCP_PATH (app.mount() answers POST /mcp with a 307 to /mcp/).
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[None]:
@@ -137,24 +139,33 @@ class McpEndpoint:
         if scope.cancelled_caught:
             log.warning("MCP session %s did not take list_changed within %ss", session_id, NOTIFY_TIMEOUT)
 
+    @staticmethod
+    def _caller(ctx: ServerRequestContext[dict[str, Any]]) -> Principal | None:
+        """The API key's principal, left in the request scope by the gate in front of /mcp (app.py)."""
+        return principal_of(ctx.request.scope) if ctx.request is not None else None
+
     async def _list_tools(self, ctx: ServerRequestContext[dict[str, Any]],
                           params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=[_tool(spec) for spec in self.runtime.tools()])
-
-    def _input_schema(self, name: str) -> Mapping[str, Any] | None:
-        spec = self.runtime.tool(name)
-        return spec.input_schema if spec else None
+        caller = self._caller(ctx)  # only the tools this key may call
+        specs = self.runtime.calls.visible(caller) if caller is not None else []
+        return types.ListToolsResult(tools=[_tool(spec) for spec in specs])
 
     async def _call_tool(self, ctx: ServerRequestContext[dict[str, Any]],
                          params: types.CallToolRequestParams) -> types.CallToolResult:
-        # Per-call authorization (API keys) will read ctx.request.scope["user"], set by the gate on `route`.
         name = params.name
-        try:
-            result = await self.runtime.bridge.invoker.invoke(name, params.arguments or {})
+        caller = self._caller(ctx)
+        if caller is None or ctx.request is None:  # unreachable behind the gate; never call anonymously
+            return _error("An API key is required to call tools.")
+        call = CallContext(request_id=request_id_of(ctx.request.scope), channel="mcp")
+        try:  # scopes, rate limit and audit: the same door as HTTP
+            result = await self.runtime.calls.invoke(caller, name, call, arguments=params.arguments or {})
+        except AccessError as exc:  # 403/429 over HTTP: the same words here
+            return _error(str(exc))
         except ToolInputError as exc:
             return _error(f"Tool {name!r} was not called. {exc}\nFix these arguments and call it again.")
         except ToolNotFound:
-            available = ", ".join(spec.name for spec in self.runtime.tools()) or "none right now"
+            visible = self.runtime.calls.visible(caller)
+            available = ", ".join(spec.name for spec in visible) or "none right now"
             return _error(f"There is no tool named {name!r}. Available tools: {available}.")
         except ToolUnavailable as exc:
             return _error(f"{exc}\nTry again in {exc.retry_after} seconds.")
@@ -167,7 +178,8 @@ class McpEndpoint:
             return _error(f"Tool {name!r} failed because of an internal error in Toolbridge; "
                           "the server log has the details.")
         return types.CallToolResult(
-            content=[types.TextContent(type="text", text=json.dumps(result.output, ensure_ascii=False))],
+            # orjson, as the HTTP route: the same text for the same answer (NaN → null, UTF-8 kept).
+            content=[types.TextContent(type="text", text=orjson.dumps(result.output).decode())],
             structured_content=result.output, is_error=False)
 
     async def _track_session(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:

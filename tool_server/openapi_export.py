@@ -27,6 +27,15 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 
 
+# Both ways of sending the key; Dify's custom tool wires either (Auth: API Key, Bearer or a custom header).
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearerAuth": {"type": "http", "scheme": "bearer",
+                   "description": "Authorization: Bearer <Toolbridge API key>"},
+    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                     "description": "X-API-Key: <Toolbridge API key>"},
+}
+
+
 def _summary(spec: ToolSpec) -> str:
     first = spec.description.strip().split("\n", 1)[0]
     return first if len(first) <= 120 else first[:117] + "..."
@@ -45,8 +54,13 @@ def _operation(spec: ToolSpec) -> dict[str, Any]:
         "responses": {
             "200": {"description": "the model's answer",
                     "content": {"application/json": {"schema": copy.deepcopy(spec.output_schema)}}},
+            "401": {"description": "no API key, or an unknown, expired or revoked one", **error},
+            "403": {"description": "this API key may not call this tool", **error},
+            "413": {"description": "the request body is too large", **error},
             "422": {"description": "invalid arguments; `problems` names each bad field", **error},
+            "429": {"description": "this API key's rate limit is used up; retry after Retry-After", **error},
             "503": {"description": "the model is temporarily unavailable; retry after Retry-After", **error},
+            "504": {"description": "the model did not answer within the call timeout", **error},
         },
     }
 
@@ -63,5 +77,6 @@ def build_openapi(specs: list[ToolSpec], base_url: str, title: str = "Toolbridge
         "servers": [{"url": base_url}],
         "paths": {f"/tools/{spec.name}/invoke": {"post": _operation(spec)}
                   for spec in sorted(specs, key=lambda s: s.name)},
-        "components": {"schemas": {}},
+        "components": {"schemas": {}, "securitySchemes": copy.deepcopy(SECURITY_SCHEMES)},
+        "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
     }

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from datetime import datetime
 from typing import Any
 
 import yaml
 from fastapi import APIRouter
 from fastapi.responses import ORJSONResponse, Response
 
-from bridge.invoker import ToolNotFound
+from bridge.invoker import InvokeResult
 from bridge.toolspec import ToolSpec
-from tool_server.deps import JsonBody, RuntimeDep
+from tool_server.audit import read_records
+from tool_server.deps import AdminDep, CallerDep, HttpCallDep, RawBody, RuntimeDep
 from tool_server.openai_export import openai_tools
 from tool_server.openapi_export import build_openapi
 from tool_server.wire import ModelRefPublic, ToolPublic, VersionStatusPublic
@@ -36,7 +39,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/status", tags=["service"])
-async def status(runtime: RuntimeDep) -> dict[str, Any]:
+async def status(runtime: RuntimeDep, _: AdminDep) -> dict[str, Any]:
     sync = runtime.watcher.status
     age = time.time() - sync.last_success_at if sync.last_success_at else None
     return {
@@ -47,53 +50,67 @@ async def status(runtime: RuntimeDep) -> dict[str, Any]:
     }
 
 
+@router.get("/audit", tags=["service"])
+async def audit(runtime: RuntimeDep, _: AdminDep, since: datetime | None = None, limit: int = 1000,
+                key_name: str | None = None) -> list[dict[str, Any]]:
+    """Audit records from `since` (ISO 8601), oldest first, at most `limit` (admin only)."""
+    await runtime.audit.flush()  # what was called before this request is in the answer
+    limit = max(1, min(limit, 100_000))
+
+    def read() -> list[dict[str, Any]]:
+        records = read_records(runtime.engine, since=since, key_name=key_name)
+        return [r.public() for r, _ in zip(records, range(limit), strict=False)]
+
+    return await asyncio.to_thread(read)
+
+
 @router.get("/tools", tags=["tools"])
-async def list_tools(runtime: RuntimeDep) -> list[ToolPublic]:
-    return [_public(spec, runtime.server.base_url) for spec in runtime.tools()]
+async def list_tools(runtime: RuntimeDep, caller: CallerDep) -> list[ToolPublic]:
+    return [_public(spec, runtime.server.base_url) for spec in runtime.calls.visible(caller)]
 
 
 @router.get("/tools/{name}", tags=["tools"])
-async def get_tool(name: str, runtime: RuntimeDep) -> ToolPublic:
-    spec = runtime.tool(name)
-    if spec is None:
-        raise ToolNotFound(f"no tool named {name!r}; list the available tools at GET /tools")
-    return _public(spec, runtime.server.base_url)
+async def get_tool(name: str, runtime: RuntimeDep, caller: CallerDep) -> ToolPublic:
+    return _public(runtime.calls.tool(caller, name), runtime.server.base_url)
+
+
+def _answer(result: InvokeResult) -> ORJSONResponse:
+    return ORJSONResponse(result.output, headers={"X-Toolbridge-Model-Version": result.model_version})
 
 
 @router.post("/tools/{name}/invoke", tags=["tools"])
-async def invoke(name: str, arguments: JsonBody, runtime: RuntimeDep) -> ORJSONResponse:
-    result = await runtime.bridge.invoker.invoke(name, arguments)
-    return ORJSONResponse(result.output, headers={"X-Toolbridge-Model-Version": result.model_version})
+async def invoke(name: str, runtime: RuntimeDep, caller: CallerDep, call: HttpCallDep, body: RawBody
+                 ) -> ORJSONResponse:
+    return _answer(await runtime.calls.invoke(caller, name, call, raw=body))
 
 
 @router.post("/tools/{name}/versions/{version}/invoke", tags=["tools"])
-async def invoke_version(name: str, version: str, arguments: JsonBody, runtime: RuntimeDep) -> ORJSONResponse:
-    result = await runtime.bridge.invoker.invoke(name, arguments, version=version)
-    return ORJSONResponse(result.output, headers={"X-Toolbridge-Model-Version": result.model_version})
+async def invoke_version(name: str, version: str, runtime: RuntimeDep, caller: CallerDep, call: HttpCallDep,
+                         body: RawBody) -> ORJSONResponse:
+    return _answer(await runtime.calls.invoke(caller, name, call, raw=body, version=version))
 
 
 @router.get("/openapi.json", tags=["exports"])
-async def openapi(runtime: RuntimeDep) -> ORJSONResponse:
-    """Every tool as one OpenAPI operation: the URL a Dify custom tool imports."""
-    return ORJSONResponse(build_openapi(runtime.tools(), runtime.server.base_url))
+async def openapi(runtime: RuntimeDep, caller: CallerDep) -> ORJSONResponse:
+    """The tools this key may call, one OpenAPI operation each: the URL a Dify custom tool imports."""
+    return ORJSONResponse(build_openapi(runtime.calls.visible(caller), runtime.server.base_url))
 
 
 @router.get("/openapi.yaml", tags=["exports"])
-async def openapi_yaml(runtime: RuntimeDep) -> Response:
-    document = build_openapi(runtime.tools(), runtime.server.base_url)
-    return Response(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), media_type="application/yaml")
+async def openapi_yaml(runtime: RuntimeDep, caller: CallerDep) -> Response:
+    document = build_openapi(runtime.calls.visible(caller), runtime.server.base_url)
+    return Response(yaml.safe_dump(document, sort_keys=False, allow_unicode=True),
+                    media_type="application/yaml")
 
 
 @router.get("/tools/{name}/openapi.json", tags=["exports"])
-async def tool_openapi(name: str, runtime: RuntimeDep) -> ORJSONResponse:
+async def tool_openapi(name: str, runtime: RuntimeDep, caller: CallerDep) -> ORJSONResponse:
     """A one-tool OpenAPI document, for importing a single tool."""
-    spec = runtime.tool(name)
-    if spec is None:
-        raise ToolNotFound(f"no tool named {name!r}; list the available tools at GET /tools")
+    spec = runtime.calls.tool(caller, name)
     return ORJSONResponse(build_openapi([spec], runtime.server.base_url, title=f"Toolbridge tool {name}"))
 
 
 @router.get("/openai/tools", tags=["exports"])
-async def openai(runtime: RuntimeDep) -> ORJSONResponse:
-    """The catalog as OpenAI function-calling tools (`tools=` of a chat completion request)."""
-    return ORJSONResponse(openai_tools(runtime.tools()))
+async def openai(runtime: RuntimeDep, caller: CallerDep) -> ORJSONResponse:
+    """The catalog as OpenAI function-calling tools (`tools=` of a chat completion request), per key."""
+    return ORJSONResponse(openai_tools(runtime.calls.visible(caller)))

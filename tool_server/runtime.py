@@ -10,7 +10,13 @@ import os
 from bridge.runtime import Bridge, BridgeSettings
 from bridge.toolspec import ToolSpec
 from registry_sync import RegistryWatcher, SyncSettings
-from tool_server.settings import ServerSettings
+from tool_server.audit import AuditLog
+from tool_server.calls import Gateway
+from tool_server.db import make_engine
+from tool_server.errors import error_code
+from tool_server.keys import KeyStore
+from tool_server.limits import RateLimiter
+from tool_server.settings import SecuritySettings, ServerSettings
 
 __all__ = ["Runtime"]
 
@@ -25,7 +31,7 @@ def _fail_fast_mlflow_client() -> None:
 
 class Runtime:
     def __init__(self, server: ServerSettings, tracking_uri: str, sync: SyncSettings | None = None,
-                 bridge: BridgeSettings | None = None) -> None:
+                 bridge: BridgeSettings | None = None, security: SecuritySettings | None = None) -> None:
         from registry_sync.mlflow_source import MlflowRegistry  # imports mlflow: only when serving
 
         _fail_fast_mlflow_client()
@@ -35,9 +41,17 @@ class Runtime:
         self.bridge = Bridge(bridge or BridgeSettings(), server.state_dir / "logs", tracking_uri)
         self.watcher = RegistryWatcher(MlflowRegistry(tracking_uri), self.sync_settings.policy(),
                                        self.sync_settings.poll_interval, listener=self.bridge.on_snapshot)
+        self.security = security or SecuritySettings()
+        self.engine = make_engine(self.security.url(server.state_dir))
+        self.keys = KeyStore(self.engine)
+        self.audit = AuditLog(self.engine)
+        self.calls = Gateway(self.tools, self.tool, self.bridge.invoker, self.keys, self.audit,
+                             RateLimiter(self.security.rate_limit_per_minute), error_code,
+                             audit_inputs=self.security.audit_inputs)
         self._loop_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        await self.audit.start()
         await self.bridge.start()
         self._loop_task = asyncio.create_task(self.watcher.run_forever())
 
@@ -46,7 +60,9 @@ class Runtime:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
+        await self.audit.stop()  # after the last request (uvicorn drains them first): every call is written
         await self.bridge.stop()
+        self.engine.dispose()
 
     def tools(self) -> list[ToolSpec]:
         return self.bridge.catalog()

@@ -9,9 +9,11 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ServerSettings", "persistent_secret"]
+__all__ = ["SecuritySettings", "ServerSettings", "persistent_secret"]
 
 WEBHOOK_SECRET_FILE = "webhook_secret"
+DATABASE_FILE = "toolbridge.db"
+ADMIN_KEY_FILE = "admin.key"
 MIN_WEBHOOK_SECRET = 16
 
 
@@ -72,6 +74,10 @@ class ServerSettings(BaseSettings):
     def webhook_secret_path(self) -> Path:
         return self.state_dir / WEBHOOK_SECRET_FILE
 
+    @property
+    def admin_key_path(self) -> Path:
+        return self.state_dir / ADMIN_KEY_FILE
+
     def configured_webhook_secret(self) -> str | None:
         """TOOLBRIDGE_WEBHOOK_SECRET, else the state dir's secret file if it exists; none = webhooks off."""
         if self.webhook_secret is not None:
@@ -82,3 +88,22 @@ class ServerSettings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+class SecuritySettings(BaseSettings):
+    """Keys, audit and limits. The database URL may hold a password: a SecretStr keeps it out of reprs."""
+
+    model_config = SettingsConfigDict(env_prefix="TOOLBRIDGE_", extra="ignore")
+
+    database_url: SecretStr | None = Field(
+        default=None, description="SQLAlchemy URL of the keys and audit database; none = SQLite in STATE_DIR")
+    audit_inputs: bool = Field(default=False, description="store raw tool inputs in the audit log "
+                                                          "(never for restricted tools)")
+    max_body_bytes: int = Field(default=1 << 20, gt=0, description="largest request body accepted")
+    rate_limit_per_minute: float = Field(default=1200, gt=0, description="calls per key and minute, unless "
+                                                                          "the key sets its own")
+
+    def url(self, state_dir: Path) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(state_dir / DATABASE_FILE).resolve()}"

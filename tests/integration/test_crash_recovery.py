@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ToolbridgeProcess, tools_by_name, wait_for
+from tests.conftest import ToolbridgeProcess, admin_headers, tools_by_name, wait_for
 from tests.integration.test_up_demo import hosts_running_from, process_group_alive
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ def test_sigkill_of_toolbridge_then_restart_on_the_same_state_dir(tmp_path: Path
             second.wait_healthy()
             tools = wait_for(lambda: tools_by_name(second.url), 180, f"tools after restart\n{second.log()}")
             assert {"fin_sentiment", "credit_risk", "machine_failure"} <= tools.keys()
-            answer = httpx.post(f"{second.url}/tools/fin_sentiment/invoke", timeout=30,
+            answer = httpx.post(f"{second.url}/tools/fin_sentiment/invoke", headers=admin_headers(second.url), timeout=30,
                                 json={"headline": "Acme shares soar on record profit"})
             assert answer.status_code == 200, answer.text
         finally:

@@ -11,14 +11,14 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import ToolbridgeProcess, tools_by_name, wait_for
+from tests.conftest import ToolbridgeProcess, admin_headers, tools_by_name, wait_for
 from tests.integration.test_lifecycle import HEADLINE, call, host_groups, register
 
 pytestmark = pytest.mark.integration
 
 
 def hosts(url: str) -> dict[str, dict[str, Any]]:
-    return {host["name"]: host for host in httpx.get(f"{url}/status", timeout=30).json()["hosts"]}
+    return {host["name"]: host for host in httpx.get(f"{url}/status", headers=admin_headers(url), timeout=30).json()["hosts"]}
 
 
 def test_twenty_models_share_one_host_within_its_memory_budget(
@@ -72,7 +72,7 @@ def test_dedicated_model_gets_its_own_host_and_its_crash_touches_no_other_tool(
 
     client.delete_registered_model_alias("isolated_probe", "champion")
     wait_for(lambda: "dedicated-isolated_probe" not in hosts(toolbridge.url), 60, "dedicated host retired")
-    assert httpx.post(f"{toolbridge.url}/tools/isolated_probe/invoke", json=HEADLINE, timeout=10).status_code == 404
+    assert httpx.post(f"{toolbridge.url}/tools/isolated_probe/invoke", headers=admin_headers(toolbridge.url), json=HEADLINE, timeout=10).status_code == 404
 
 
 def pids_listening(url: str) -> list[int]:

@@ -36,7 +36,7 @@ APPLICANT = {"age": 41, "annual_income": 72000.0, "debt_to_income": 0.22, "late_
 
 @pytest.fixture(scope="module")
 def tools(toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]) -> Iterator[dict[str, BaseTool]]:
-    with ToolbridgeToolkit(toolbridge.url) as toolkit:
+    with ToolbridgeToolkit(toolbridge.url, api_key=toolbridge.admin_key) as toolkit:
         yield {tool.name: tool for tool in toolkit.get_tools()}
 
 
@@ -64,7 +64,7 @@ def test_get_tools_gives_one_validating_tool_per_catalog_entry(tools: dict[str, 
 
 def test_bad_arguments_raise_validation_error_before_any_http(toolbridge: ToolbridgeProcess,
                                                               demo_tools: dict[str, Any]) -> None:
-    with ToolbridgeClient(toolbridge.url) as client:
+    with ToolbridgeClient(toolbridge.url, api_key=toolbridge.admin_key) as client:
         catalog = client.list_tools()
     # The same tools, pointed at a port where nothing listens: any HTTP attempt would fail to connect.
     with ToolbridgeToolkit(f"http://127.0.0.1:{free_port()}") as offline:
@@ -107,7 +107,7 @@ def test_a_tool_call_from_a_chat_model_gets_a_json_tool_message(tools: dict[str,
 def test_a_server_side_422_reaches_the_model_as_field_messages(toolbridge: ToolbridgeProcess,
                                                                demo_tools: dict[str, Any]) -> None:
     # Without local validation LangChain passes anything through, so the server's validation speaks.
-    with ToolbridgeToolkit(toolbridge.url, validate_locally=False, names=["credit_risk"]) as toolkit:
+    with ToolbridgeToolkit(toolbridge.url, api_key=toolbridge.admin_key, validate_locally=False, names=["credit_risk"]) as toolkit:
         (credit,) = toolkit.get_tools()
         bad = {"age": "forty", "annual_income": 50000.0, "debt_ratio": 0.2}
 
@@ -129,7 +129,7 @@ def test_a_server_side_422_reaches_the_model_as_field_messages(toolbridge: Toolb
 
 def test_the_sync_client_reads_the_catalog_calls_tools_and_raises_typed_errors(
         toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]) -> None:
-    with ToolbridgeClient(toolbridge.url + "/", api_key="not-checked-yet") as client:
+    with ToolbridgeClient(toolbridge.url + "/", api_key=toolbridge.admin_key) as client:
         catalog = {tool.name: tool for tool in client.list_tools()}
         one = client.get_tool("credit_risk")
         answer = client.invoke("fin_sentiment", {"headline": GOOD_NEWS})
@@ -160,14 +160,14 @@ def test_an_unreachable_server_is_a_connection_error() -> None:
 def test_the_async_client_and_async_tools_work(toolbridge: ToolbridgeProcess,
                                                demo_tools: dict[str, Any]) -> None:
     async def scenario() -> tuple[Any, ...]:
-        async with AsyncToolbridgeClient(toolbridge.url) as client:
+        async with AsyncToolbridgeClient(toolbridge.url, api_key=toolbridge.admin_key) as client:
             catalog = await client.list_tools()
             one = await client.get_tool("fin_sentiment")
             answer = await client.invoke("fin_sentiment", {"headline": BAD_NEWS})
             status = await client.status()
             with pytest.raises(ToolCallError) as invalid:
                 await client.invoke("fin_sentiment", {"headline": 42})
-        async with ToolbridgeToolkit(toolbridge.url, names=["fin_sentiment"]) as toolkit:
+        async with ToolbridgeToolkit(toolbridge.url, api_key=toolbridge.admin_key, names=["fin_sentiment"]) as toolkit:
             (tool,) = await toolkit.aget_tools()
             # Several calls at once share the toolkit's one async connection pool.
             results = await asyncio.gather(*(tool.ainvoke({"headline": GOOD_NEWS}) for _ in range(3)))

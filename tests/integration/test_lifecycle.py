@@ -17,7 +17,7 @@ import pytest
 from mlflow import MlflowClient
 
 from examples.demo_models import register_trained_model, train_fin_sentiment
-from tests.conftest import ToolbridgeProcess, wait_for
+from tests.conftest import ToolbridgeProcess, admin_headers, wait_for
 from tool_server.embedded_mlflow import EmbeddedMlflow
 
 pytestmark = pytest.mark.integration
@@ -32,7 +32,7 @@ def register(name: str, tracking_uri: str, aliases: tuple[str, ...] = ()) -> str
 
 def call(url: str, tool: str, version: str | None = None) -> httpx.Response:
     path = f"/tools/{tool}/invoke" if version is None else f"/tools/{tool}/versions/{version}/invoke"
-    return httpx.post(f"{url}{path}", json=HEADLINE, timeout=30)
+    return httpx.post(f"{url}{path}", json=HEADLINE, headers=admin_headers(url), timeout=30)
 
 
 def answering_version(url: str, tool: str) -> str | None:
@@ -41,7 +41,7 @@ def answering_version(url: str, tool: str) -> str | None:
 
 
 def statuses(url: str, model: str) -> dict[str, dict[str, Any]]:
-    rows = httpx.get(f"{url}/status", timeout=10).json()["versions"]
+    rows = httpx.get(f"{url}/status", headers=admin_headers(url), timeout=10).json()["versions"]
     return {row["version"]: row for row in rows if row["model"] == model}
 
 
@@ -64,7 +64,7 @@ def test_canary_takes_its_weight_of_calls_within_five_points(
     wait_for(lambda: statuses(toolbridge.url, "swap_probe").get(second, {}).get("state") == "live", 60,
              "canary live")
     assert statuses(toolbridge.url, "swap_probe")[second]["role"] == "canary"
-    with httpx.Client(base_url=toolbridge.url, timeout=30) as http:
+    with httpx.Client(base_url=toolbridge.url, headers=admin_headers(toolbridge.url), timeout=30) as http:
         served = Counter(http.post("/tools/swap_probe/invoke", json=HEADLINE).json()["model"]["version"]
                          for _ in range(1000))
     assert served.keys() == {first, second}
@@ -93,7 +93,7 @@ def test_alias_flips_under_eight_concurrent_clients_fail_no_call(
     lock = threading.Lock()
 
     def caller() -> None:
-        with httpx.Client(base_url=toolbridge.url, timeout=30) as http:
+        with httpx.Client(base_url=toolbridge.url, headers=admin_headers(toolbridge.url), timeout=30) as http:
             while not stop.is_set():
                 response = http.post("/tools/swap_probe/invoke", json=HEADLINE)
                 with lock:
@@ -136,7 +136,7 @@ def test_broken_versions_are_never_exposed_and_others_keep_serving(
                    and statuses(toolbridge.url, "broken_probe")[version], 90, "broken_probe failed")
     assert "could not load" in row["reason"]
     assert call(toolbridge.url, "broken_probe").status_code == 404
-    assert "broken_probe" not in {t["name"] for t in httpx.get(f"{toolbridge.url}/tools", timeout=10).json()}
+    assert "broken_probe" not in {t["name"] for t in httpx.get(f"{toolbridge.url}/tools", headers=admin_headers(toolbridge.url), timeout=10).json()}
     assert call(toolbridge.url, "fin_sentiment").status_code == 200
 
 

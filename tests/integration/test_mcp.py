@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import signal
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -17,13 +19,14 @@ import httpx
 import httpx2
 import pytest
 from mcp import Client, ClientSession, types
+from mcp.client.session import MessageHandlerFnT
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import ToolsListChanged
 from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 from mlflow import MlflowClient
 
 from examples.demo_models import DEMO_MODEL_NAMES, register_trained_model, train_fin_sentiment
-from tests.conftest import ToolbridgeProcess, tools_by_name
+from tests.conftest import FAST_SYNC, ToolbridgeProcess, admin_headers, tools_by_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -37,24 +40,25 @@ def anyio_backend() -> str:
     return "asyncio"  # the SDK and uvicorn run on asyncio; no trio in this project
 
 
-def http_client() -> httpx2.AsyncClient:
-    # The SDK's transport takes an httpx2 client; a long read timeout keeps listen/GET streams open.
-    return httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=300))
+def http_client(url: str) -> httpx2.AsyncClient:
+    # The SDK's transport takes an httpx2 client (the API key goes on it); a long read timeout keeps
+    # listen/GET streams open.
+    return httpx2.AsyncClient(headers=admin_headers(url), timeout=httpx2.Timeout(30, read=300))
 
 
 @asynccontextmanager
 async def modern_client(url: str) -> AsyncIterator[Client]:
     """The SDK's default client: it discovers the server and speaks 2026-07-28 against mcp 2.x."""
-    async with http_client() as http, Client(streamable_http_client(f"{url}/mcp", http_client=http)) as c:
+    async with http_client(url) as http, Client(streamable_http_client(f"{url}/mcp", http_client=http)) as c:
         yield c
 
 
 @asynccontextmanager
-async def legacy_session(url: str, on_message: Callable[[Any], Awaitable[None]] | None = None,
+async def legacy_session(url: str, on_message: MessageHandlerFnT | None = None,
                          ) -> AsyncIterator[tuple[ClientSession, types.InitializeResult]]:
     """The initialize/session protocol, with the standalone GET stream that carries list_changed."""
     async with (
-        http_client() as http,
+        http_client(url) as http,
         streamable_http_client(f"{url}/mcp", http_client=http) as (read, write),
         ClientSession(read, write, message_handler=on_message) as session,
     ):
@@ -82,7 +86,7 @@ async def test_tools_list_gives_the_http_catalogs_schemas(toolbridge: Toolbridge
 async def test_each_demo_tool_answers_with_structured_content(toolbridge: ToolbridgeProcess,
                                                               demo_tools: dict[str, Any]) -> None:
     applicant = {"age": 41, "annual_income": 72000.0, "debt_to_income": 0.22, "late_payments_12m": 0}
-    calls = {"fin_sentiment": {"headline": GOOD_NEWS},
+    calls: dict[str, dict[str, Any]] = {"fin_sentiment": {"headline": GOOD_NEWS},
              "credit_risk": applicant,  # `employment_years` left out: optional, as Dify sends it
              "machine_failure": {"inputs": [[70.0, 2.0, 5.0, 1500.0]]}}
     async with modern_client(toolbridge.url) as client:
@@ -95,7 +99,8 @@ async def test_each_demo_tool_answers_with_structured_content(toolbridge: Toolbr
             assert {"label", "probabilities"} <= output.keys(), output
             assert json.loads(text_of(result)) == output
             # The same core invoker answers over HTTP: same label for the same arguments.
-            over_http = httpx.post(f"{toolbridge.url}/tools/{name}/invoke", json=arguments, timeout=30).json()
+            over_http = httpx.post(f"{toolbridge.url}/tools/{name}/invoke", json=arguments,
+                                   headers=toolbridge.headers, timeout=30).json()
             assert over_http["label"] == output["label"], (over_http, output)
         sentiment = await client.call_tool("fin_sentiment", {"headline": GOOD_NEWS})
     assert sentiment.structured_content is not None and sentiment.structured_content["label"] == "positive"
@@ -183,3 +188,22 @@ async def test_promoted_tool_appears_without_restart_and_both_protocols_hear_it(
     heard.close()
     legacy_changes.close()
     assert gone.is_error and f"no tool named {PROBE!r}" in text_of(gone)
+
+
+async def test_ctrl_c_ends_open_mcp_streams_and_exits_cleanly(mlflow_server: str, tmp_path: Path) -> None:
+    """uvicorn lets open responses end before it shuts down: connected MCP clients must not hold up Ctrl-C."""
+    server = ToolbridgeProcess(["--mlflow-uri", mlflow_server], tmp_path / "state", FAST_SYNC)
+    try:
+        await anyio.to_thread.run_sync(server.wait_healthy)
+        async with (
+            modern_client(server.url) as client,
+            legacy_session(server.url),  # its standalone GET stream stays open too
+            client.listen(tools_list_changed=True) as changes,
+        ):
+            server.process.send_signal(signal.SIGINT)
+            code = await anyio.to_thread.run_sync(server.process.wait, 30)  # TimeoutExpired if it hangs
+            assert [event async for event in changes] == []  # the stream was closed, not dropped
+    finally:
+        server.stop()
+    assert code == 0, server.log()
+    assert "Traceback" not in server.log(), server.log()

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 
 from bridge.hosts import free_port
 from examples.demo_models import register_demo_models
-from tests.conftest import ToolbridgeProcess, tools_by_name, wait_for
+from tests.conftest import ToolbridgeProcess, admin_headers, tools_by_name, wait_for
 from tests.integration.test_lifecycle import HEADLINE, register
 from tool_server.embedded_mlflow import EmbeddedMlflow
 
@@ -33,7 +33,7 @@ def test_each_registry_edit_reaches_the_catalog_by_polling(
     client.set_registered_model_tag("poll_probe", "toolbridge.tool_name", "headline_mood")
     wait_for(lambda: "headline_mood" in (tools := tools_by_name(toolbridge.url)) and "poll_probe" not in tools,
              60, "rename by tag")
-    answer = httpx.post(f"{toolbridge.url}/tools/headline_mood/invoke", json=HEADLINE, timeout=30)
+    answer = httpx.post(f"{toolbridge.url}/tools/headline_mood/invoke", headers=admin_headers(toolbridge.url), json=HEADLINE, timeout=30)
     assert answer.status_code == 200 and answer.json()["model"] == {"name": "poll_probe", "version": first}
 
     client.set_registered_model_tag("poll_probe", "toolbridge.enabled", "false")
@@ -58,7 +58,7 @@ def test_mlflow_outage_keeps_tools_live_reports_degraded_and_recovers(tmp_path: 
         mlflow.stop()
         outage_started = time.monotonic()
         answers: list[int] = []
-        with httpx.Client(base_url=server.url, timeout=30) as http:
+        with httpx.Client(base_url=server.url, headers=admin_headers(server.url), timeout=30) as http:
             while time.monotonic() - outage_started < 30:
                 answers.append(http.post("/tools/fin_sentiment/invoke", json=HEADLINE).status_code)
                 time.sleep(0.5)
@@ -69,9 +69,9 @@ def test_mlflow_outage_keeps_tools_live_reports_degraded_and_recovers(tmp_path: 
         assert list(tools_by_name(server.url)) == ["fin_sentiment"]
 
         mlflow.start()
-        wait_for(lambda: httpx.get(f"{server.url}/status", timeout=5).json()["sync"]["state"] == "ok", 120,
+        wait_for(lambda: httpx.get(f"{server.url}/status", headers=admin_headers(server.url), timeout=5).json()["sync"]["state"] == "ok", 120,
                  "sync recovered")
-        versions = httpx.get(f"{server.url}/status", timeout=5).json()["versions"]
+        versions = httpx.get(f"{server.url}/status", headers=admin_headers(server.url), timeout=5).json()["versions"]
         assert [(v["model"], v["state"]) for v in versions] == [("fin_sentiment", "live")]
     finally:
         server.stop()

@@ -55,7 +55,7 @@ def tool_call(name: str, args: dict[str, Any], call_id: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def sentiment_tool(toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]) -> Iterator[BaseTool]:
-    with ToolbridgeToolkit(toolbridge.url, names=["fin_sentiment"]) as toolkit:
+    with ToolbridgeToolkit(toolbridge.url, api_key=toolbridge.admin_key, names=["fin_sentiment"]) as toolkit:
         (tool,) = toolkit.get_tools()
         yield tool
 
@@ -80,7 +80,7 @@ def test_the_agent_calls_the_real_tool_per_note_and_reports_its_labels(
     report = ResearchAssistant(chat, sentiment_tool, retriever).run(DEFAULT_QUESTION)
 
     # The labels in the report are the ones the real model gives for each headline.
-    with ToolbridgeClient(toolbridge.url) as client:
+    with ToolbridgeClient(toolbridge.url, api_key=toolbridge.admin_key) as client:
         truth = {h: client.invoke("fin_sentiment", {"headline": h})["label"] for h in headlines}
     assert {f.headline: f.label for f in report.findings} == truth
     assert {"positive", "negative"} <= set(truth.values())
@@ -123,8 +123,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_command_line_prints_the_evidence_or_says_how_to_configure_an_llm(
         toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]) -> None:
-    offline = run_cli("--url", toolbridge.url, "--no-llm", DEFAULT_QUESTION)
-    unconfigured = run_cli("--url", toolbridge.url, DEFAULT_QUESTION)
+    offline = run_cli("--url", toolbridge.url, "--api-key", toolbridge.admin_key, "--no-llm", DEFAULT_QUESTION)
+    unconfigured = run_cli("--url", toolbridge.url, "--api-key", toolbridge.admin_key, DEFAULT_QUESTION)
 
     assert offline.returncode == 0, offline.stderr
     assert "Evidence (sentiment from Toolbridge, model fin_sentiment v" in offline.stdout

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from examples.demo_models import DEMO_MODEL_NAMES
-from tests.conftest import ToolbridgeProcess, wait_for
+from tests.conftest import ToolbridgeProcess, admin_headers, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -27,10 +27,10 @@ def test_up_demo_serves_the_demo_tools_and_sigint_stops_every_child(tmp_path: Pa
     server = ToolbridgeProcess(["--demo"], tmp_path / "state", {"TOOLBRIDGE_POLL_INTERVAL": "1"})
     try:
         server.wait_healthy()
-        tools = wait_for(lambda: {t["name"] for t in httpx.get(f"{server.url}/tools", timeout=5).json()}
+        tools = wait_for(lambda: {t["name"] for t in httpx.get(f"{server.url}/tools", headers=admin_headers(server.url), timeout=5).json()}
                          >= set(DEMO_MODEL_NAMES), 120, f"demo tools\n{server.log()}")
         assert tools
-        answer = httpx.post(f"{server.url}/tools/fin_sentiment/invoke", timeout=30,
+        answer = httpx.post(f"{server.url}/tools/fin_sentiment/invoke", headers=admin_headers(server.url), timeout=30,
                             json={"headline": "Globex shares plunge after profit warning and CEO exit"})
         assert answer.status_code == 200 and answer.json()["label"] == "negative", answer.text
         assert (tmp_path / "state" / "mlflow" / "mlflow.db").is_file()

@@ -9,13 +9,13 @@ import pytest
 from mlflow import MlflowClient
 
 from examples.demo_models import DEMO_MODEL_NAMES, register_demo_models
-from tests.conftest import ToolbridgeProcess, wait_for
+from tests.conftest import ToolbridgeProcess, admin_headers, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def invoke(url: str, tool: str, arguments: Any) -> httpx.Response:
-    return httpx.post(f"{url}/tools/{tool}/invoke", json=arguments, timeout=30)
+    return httpx.post(f"{url}/tools/{tool}/invoke", headers=admin_headers(url), json=arguments, timeout=30)
 
 
 def test_catalog_lists_each_promoted_model_with_schemas(demo_tools: dict[str, Any]) -> None:
@@ -67,7 +67,7 @@ def test_unknown_tool_is_a_404_that_points_to_the_catalog(toolbridge: Toolbridge
 
 
 def test_openapi_has_one_operation_per_tool(toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]) -> None:
-    spec = httpx.get(f"{toolbridge.url}/openapi.json", timeout=10).json()
+    spec = httpx.get(f"{toolbridge.url}/openapi.json", headers=admin_headers(toolbridge.url), timeout=10).json()
     operations = {op["post"]["operationId"] for op in spec["paths"].values()}
     assert operations >= set(DEMO_MODEL_NAMES)
     assert spec["servers"][0]["url"] == toolbridge.url
@@ -88,6 +88,6 @@ def test_moving_champion_switches_the_answering_version(
         return answer.status_code == 200 and answer.json()["model"]["version"] == str(newest)
 
     wait_for(answering_version, 60, f"version {newest} to answer\n{toolbridge.log()}")
-    status = httpx.get(f"{toolbridge.url}/status", timeout=10).json()
+    status = httpx.get(f"{toolbridge.url}/status", headers=admin_headers(toolbridge.url), timeout=10).json()
     live = [(v["model"], v["version"]) for v in status["versions"] if v["state"] == "live"]
     assert ("fin_sentiment", str(newest)) in live

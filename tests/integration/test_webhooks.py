@@ -25,7 +25,7 @@ from bridge.hosts import free_port
 from examples.demo_models import TrainedModel, register_trained_model, train_fin_sentiment
 from registry_sync.mlflow_source import WEBHOOK_EVENTS, MlflowRegistry
 from registry_sync.webhooks import sign
-from tests.conftest import ToolbridgeProcess, wait_for
+from tests.conftest import ToolbridgeProcess, admin_headers, wait_for
 from tool_server.app import create_app
 from tool_server.runtime import Runtime
 from tool_server.settings import ServerSettings
@@ -62,7 +62,7 @@ def hooked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hooked]:
     server = ToolbridgeProcess([], state, env)
     try:
         server.wait_healthy()
-        mlflow_uri = httpx.get(f"{server.url}/status", timeout=10).json()["sync"]["mlflow_uri"]
+        mlflow_uri = httpx.get(f"{server.url}/status", headers=admin_headers(server.url), timeout=10).json()["sync"]["mlflow_uri"]
         yield Hooked(server, mlflow_uri, state)
     finally:
         assert server.stop() == 0, server.log()
@@ -74,13 +74,13 @@ def trained() -> TrainedModel:
 
 
 def listed_version(url: str) -> str | None:
-    tools = {t["name"]: t for t in httpx.get(f"{url}/tools", timeout=10).json()}
+    tools = {t["name"]: t for t in httpx.get(f"{url}/tools", headers=admin_headers(url), timeout=10).json()}
     return str(tools[TOOL]["model"]["version"]) if TOOL in tools else None
 
 
 def versions_seen(url: str) -> set[str]:
     """Versions of TOOL the sync has seen approved (any state: loading, live...)."""
-    rows = httpx.get(f"{url}/status", timeout=10).json()["versions"]
+    rows = httpx.get(f"{url}/status", headers=admin_headers(url), timeout=10).json()["versions"]
     return {str(row["version"]) for row in rows if row["model"] == TOOL}
 
 
@@ -125,7 +125,7 @@ def test_alias_set_move_and_delete_reach_the_catalog_by_webhook(hooked: Hooked,
                          seen=lambda: first in versions_seen(url))
     moved, _ = timed(lambda: client.set_registered_model_alias(TOOL, "champion", second),
                      lambda: listed_version(url) == second, "the moved alias", hooked.server.log)
-    answer = httpx.post(f"{url}/tools/{TOOL}/invoke", json=HEADLINE, timeout=30)
+    answer = httpx.post(f"{url}/tools/{TOOL}/invoke", headers=admin_headers(url), json=HEADLINE, timeout=30)
     assert answer.status_code == 200, answer.text
     assert answer.headers["X-Toolbridge-Model-Version"] == second
     withdrawn, _ = timed(lambda: client.delete_registered_model_alias(TOOL, "champion"),
@@ -133,7 +133,7 @@ def test_alias_set_move_and_delete_reach_the_catalog_by_webhook(hooked: Hooked,
     print(f"\nwebhook lag, MLflow call returned → seen: alias set → version in /status {seen:.2f}s, "
           f"→ tool listed {listed:.2f}s (incl. model load + smoke test); alias moved → new version listed "
           f"{moved:.2f}s; alias deleted → tool withdrawn {withdrawn:.2f}s")
-    status = httpx.get(f"{url}/status", timeout=10).json()["sync"]
+    status = httpx.get(f"{url}/status", headers=admin_headers(url), timeout=10).json()["sync"]
     assert status["passes"] >= 4, status  # the start-up pass plus at least one per change, with no poll due
 
 

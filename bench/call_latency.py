@@ -1,0 +1,267 @@
+"""One tabular model (`credit_risk`), served four ways and measured in one run: single-row call latency
+(sequential, keep-alive, one client) and throughput (16 concurrent clients, one keep-alive client each).
+
+1. a Toolbridge tool call, `POST /tools/credit_risk/invoke`, on a real `toolbridge up --mlflow-uri`;
+2. direct BentoML calls: the model host's own `POST /v1/predict` (what the tool server calls), and a plain
+   one-model BentoML service (`bench/plain_bento_service.py`);
+3. `mlflow models serve -m models:/credit_risk/1 --env-manager local`, `POST /invocations`;
+4. in-process `predict` in this process: the pyfunc (the floor), and the model host's own code path.
+
+Latency rounds interleave the ways, so background load on the machine hits them alike.
+
+    .venv/bin/python -m bench.call_latency [--calls 2000] [--warmup 200] [--rounds 5] [--clients 16]
+        [--duration 10] [--skip-throughput]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import mlflow.pyfunc
+import orjson
+import pandas as pd
+
+from bench.servers import MlflowModelsServe, PlainBento, ToolbridgeUp, tree_memory, wait_for
+from bench.stats import mib, ms, ratio, summarize, table
+from bridge.hosts import free_port
+from bridge.model_host.loader import ModelStore
+from bridge.schema import to_model_input
+from examples.demo_models import register_demo_models
+from tool_server.embedded_mlflow import EmbeddedMlflow
+
+MODEL, VERSION = "credit_risk", "1"
+KEY, URI = f"{MODEL}/{VERSION}", f"models:/{MODEL}/{VERSION}"
+ROW = {"age": 41, "annual_income": 58000.0, "debt_to_income": 0.31, "late_payments_12m": 1,
+       "employment_years": 4.5}
+TOOL, HOST, PLAIN, SERVE, FLOOR, HOST_CODE = (
+    "Toolbridge tool call", "BentoML model host /v1/predict", "plain BentoML service", "mlflow models serve",
+    "in-process pyfunc.predict (floor)", "in-process model-host code path")
+
+Call = Callable[[], None]
+
+
+@dataclass
+class Way:
+    name: str
+    connect: Callable[[], tuple[Call, Callable[[], None]]]  # → (one call, close); one per client thread
+
+
+def http_way(name: str, url: str, path: str, body: Any, auth: httpx.Auth | None = None) -> Way:
+    content, headers = orjson.dumps(body), {"content-type": "application/json"}
+
+    def connect() -> tuple[Call, Callable[[], None]]:
+        client = httpx.Client(base_url=url, auth=auth, timeout=30.0)  # one pooled keep-alive connection
+
+        def call() -> None:
+            response = client.post(path, content=content, headers=headers)
+            if response.status_code != 200:
+                raise RuntimeError(f"{name}: {response.status_code} {response.text[:300]}")
+
+        return call, client.close
+
+    return Way(name, connect)
+
+
+def local_way(name: str, call: Call) -> Way:
+    return Way(name, lambda: (call, lambda: None))
+
+
+def latency(ways: list[Way], calls: int, warmup: int, rounds: int) -> dict[str, list[float]]:
+    connected = {way.name: way.connect() for way in ways}
+    samples: dict[str, list[float]] = {way.name: [] for way in ways}
+    try:
+        for call, _ in connected.values():
+            for _ in range(warmup):
+                call()
+        for _ in range(rounds):
+            for name, (call, _) in connected.items():
+                for _ in range(calls // rounds):
+                    started = time.perf_counter()
+                    call()
+                    samples[name].append(time.perf_counter() - started)
+    finally:
+        for _, close in connected.values():
+            close()
+    return samples
+
+
+def throughput(way: Way, clients: int, duration: float) -> tuple[float, list[float], int]:
+    """Calls per second over `duration` s with `clients` threads, their latencies, and the errors."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    window = [0.0, 0.0]  # start, end: set by the barrier's action, before any client passes it
+
+    def open_window() -> None:
+        window[0] = time.perf_counter()
+        window[1] = window[0] + duration
+
+    start = threading.Barrier(clients + 1, action=open_window)
+
+    def client(i: int) -> None:
+        call, close = way.connect()
+        try:
+            for _ in range(5):  # warm the connection
+                call()
+            start.wait(timeout=60)
+            while (now := time.perf_counter()) < window[1]:
+                try:
+                    call()
+                except Exception:  # counted, and the bench goes on: a few 503s should show, not abort
+                    errors[i] += 1
+                    if errors[i] > 100:
+                        return
+                    continue
+                latencies[i].append(time.perf_counter() - now)
+        finally:
+            close()
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    start.wait(timeout=120)
+    for thread in threads:
+        thread.join(duration + 60)
+    elapsed = time.perf_counter() - window[0]  # includes the calls in flight at the deadline
+    done = [x for per_client in latencies for x in per_client]
+    return len(done) / elapsed, done, sum(errors)
+
+
+def parsed_signature(pyfunc: Any) -> dict[str, Any]:
+    """The signature as MLmodel stores it, parsed (what the registry sync hands the bridge)."""
+    return {part: json.loads(text) if text else None
+            for part, text in pyfunc.metadata.signature.to_dict().items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=2000, help="measured sequential calls per way")
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5, help="latency rounds, interleaving the ways")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per way")
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
+    with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp_name:
+        tmp = Path(tmp_name)
+        mlflow_server = EmbeddedMlflow(tmp / "mlflow-state", free_port())
+        mlflow_server.start()
+        servers: list[Any] = []
+        try:
+            uri = mlflow_server.uri
+            register_demo_models(uri, models=[MODEL])
+            toolbridge = ToolbridgeUp(tmp / "toolbridge", ["--mlflow-uri", uri], {})
+            serve = MlflowModelsServe(URI, uri, tmp / "logs")
+            plain = PlainBento(URI, uri, tmp / "logs")
+            servers = [toolbridge, serve, plain]
+            for server in servers:
+                server.spawn()
+            toolbridge.wait_healthy()
+            serve.wait_ready()
+            plain.wait_ready()
+            wait_for(lambda: MODEL in toolbridge.tools(), 180, f"tool {MODEL} live")
+            status = toolbridge.status()
+            host = next(h for h in status["hosts"] if any(m["key"] == KEY for m in h.get("models", [])))
+            print(f"servers up: toolbridge {toolbridge.url} (host {host['url']}), mlflow models serve "
+                  f"{serve.url}, plain BentoML {plain.url}")
+
+            mlflow.set_tracking_uri(uri)
+            pyfunc = mlflow.pyfunc.load_model(URI)
+            store = ModelStore()
+            store.load(KEY, URI)
+            payload = to_model_input(parsed_signature(pyfunc), ROW)
+            ways = [
+                http_way(TOOL, toolbridge.url, f"/tools/{MODEL}/invoke", ROW, toolbridge.auth),
+                http_way(HOST, host["url"], "/v1/predict", {"key": KEY, "payload": payload, "uri": URI}),
+                http_way(PLAIN, plain.url, "/predict", {"records": [ROW]}),
+                http_way(SERVE, serve.url, "/invocations", {"dataframe_records": [ROW]}),
+                local_way(FLOOR, lambda: pyfunc.predict(pd.DataFrame.from_records([ROW]))),
+                local_way(HOST_CODE, lambda: store.predict(KEY, payload)),
+            ]
+            show_answers(toolbridge, host["url"], plain.url, serve.url, payload)
+
+            print(f"\nlatency: {args.calls} sequential single-row calls per way after {args.warmup} warm-up, "
+                  f"{args.rounds} interleaved rounds")
+            samples = latency(ways, args.calls, args.warmup, args.rounds)
+            report_latency(samples)
+
+            if not args.skip_throughput:
+                print(f"\nthroughput: {args.clients} concurrent clients (threads, one keep-alive client each), "
+                      f"{args.duration:.0f} s per way")
+                rates = {way.name: throughput(way, args.clients, args.duration) for way in ways}
+                report_throughput(rates)
+            report_memory(toolbridge, host, serve, plain)
+        finally:
+            for server in reversed(servers):
+                server.stop()
+            mlflow_server.stop()
+    print(f"\nload average {os.getloadavg()[0]:.1f} at end")
+
+
+def show_answers(toolbridge: ToolbridgeUp, host_url: str, plain_url: str, serve_url: str,
+                 payload: dict[str, Any]) -> None:
+    """One answer of each way, to show they compute the same prediction."""
+    with toolbridge.client() as client:
+        tool = client.post(f"/tools/{MODEL}/invoke", json=ROW).json()
+    direct = httpx.post(f"{host_url}/v1/predict", json={"key": KEY, "payload": payload, "uri": URI}).json()
+    plain = httpx.post(f"{plain_url}/predict", json={"records": [ROW]}).json()
+    served = httpx.post(f"{serve_url}/invocations", json={"dataframe_records": [ROW]}).json()
+    print(f"answers: tool {tool}\n  host {direct}\n  plain BentoML {plain}, mlflow models serve {served}")
+
+
+def report_latency(samples: dict[str, list[float]]) -> None:
+    s = {name: summarize(values) for name, values in samples.items()}
+    rows = [[name, ms(x.median), ms(x.p99), ratio(x.median, s[SERVE].median), ratio(x.median, s[HOST].median),
+             ratio(x.median, s[PLAIN].median), ratio(x.median, s[FLOOR].median)] for name, x in s.items()]
+    print(table(["way", "p50 ms", "p99 ms", "p50 ÷ mlflow serve", "p50 ÷ host /v1/predict",
+                 "p50 ÷ plain BentoML", "p50 ÷ floor"], rows))
+    tool, host, serve, plain = s[TOOL].median, s[HOST].median, s[SERVE].median, s[PLAIN].median
+    print(f"target tool p50 ≤ 0.5× mlflow models serve: {tool / serve:.2f}× "
+          f"({'met' if tool <= 0.5 * serve else 'MISSED'})")
+    for label, base in (("the model host's /v1/predict", host), ("the plain BentoML service", plain)):
+        print(f"target tool p50 ≤ 1.3× {label}: {tool / base:.2f}× ({'met' if tool <= 1.3 * base else 'MISSED'})")
+    code = s[HOST_CODE].median
+    print(f"where a tool call's p50 goes: model-host code in-process {ms(code)} ms, BentoML HTTP hop + host "
+          f"overhead {ms(host - code)} ms, tool server hop {ms(tool - host)} ms")
+
+
+def report_throughput(rates: dict[str, tuple[float, list[float], int]]) -> None:
+    serve = rates[SERVE][0]
+    rows = []
+    for name, (rate, latencies, errors) in rates.items():
+        s = summarize(latencies)
+        rows.append([name, f"{rate:.0f}", ratio(rate, serve), ms(s.median), ms(s.p99), errors])
+    print(table(["way", "calls/s", "÷ mlflow serve", "p50 ms", "p99 ms", "errors"], rows))
+    tool = rates[TOOL][0]
+    print(f"target tool throughput ≥ 3× mlflow models serve: {tool / serve:.2f}× "
+          f"({'met' if tool >= 3 * serve else 'MISSED'})")
+
+
+def report_memory(toolbridge: ToolbridgeUp, host: dict[str, Any], serve: MlflowModelsServe,
+                  plain: PlainBento) -> None:
+    assert toolbridge.process is not None
+    host_pid = toolbridge.host_pid(host)
+    model = next(m for m in toolbridge.status()["hosts"][0]["models"] if m["key"] == KEY)
+    rows = [
+        ["tool server (uvicorn, 1 process)", mib(tree_memory(toolbridge.process.pid, children=False)["rss"]), "—"],
+        ["model host (bentoml: arbiter + 1 worker)", mib(tree_memory(host_pid)["rss"]) if host_pid else "?",
+         f"{mib(model['memory_bytes'])} for {KEY}"],
+        ["mlflow models serve (uvicorn, 1 worker)", mib(serve.memory()["rss"]), "—"],
+        ["plain BentoML service (arbiter + 1 worker)", mib(plain.memory()["rss"]), "—"],
+    ]
+    print("\nmemory (RSS, MiB):")
+    print(table(["processes", "RSS MiB", "model's share (host-reported RSS delta)"], rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The tool server's own database: API keys and the audit log (SQLAlchemy Core; SQLite or PostgreSQL).
+
+The only state Toolbridge keeps that MLflow cannot rebuild. Several tool-server replicas share it by URL.
+Tables are created on first use; a schema change will need a migration (Alembic) — there has been none yet.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+__all__ = ["api_keys", "audit_log", "make_engine", "metadata"]
+
+metadata = sa.MetaData()
+
+api_keys = sa.Table(
+    "api_keys", metadata,
+    sa.Column("id", sa.String(16), primary_key=True),  # public handle, safe to show and log
+    sa.Column("name", sa.String(64), nullable=False, index=True),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),  # sha256 hex; never the key itself
+    sa.Column("scopes", sa.Text, nullable=False),  # space-separated
+    sa.Column("rate_limit_per_minute", sa.Float, nullable=True),  # none = the server's default
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("time", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("request_id", sa.String(128), nullable=False, index=True),
+    sa.Column("key_id", sa.String(16), nullable=True),
+    sa.Column("key_name", sa.String(64), nullable=True, index=True),
+    sa.Column("tool", sa.String(128), nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=True),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("error", sa.String(64), nullable=True),  # an error kind, never a message (messages echo inputs)
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("input_bytes", sa.Integer, nullable=False),
+    sa.Column("input_sha256", sa.String(64), nullable=False),
+    sa.Column("inputs", sa.Text, nullable=True),  # only if TOOLBRIDGE_AUDIT_INPUTS=true, never if restricted
+)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    # WAL: the CLI (`keys revoke`) and the audit writer write while the server reads; busy_timeout waits for
+    # the other writer instead of failing at once.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the tables created; for SQLite, the file's folder too."""
+    if url.startswith("sqlite"):
+        path = sa.engine.make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # audit inputs: owner only (WAL follows)
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine

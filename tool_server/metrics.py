@@ -1,0 +1,77 @@
+"""Prometheus metrics: tool calls per tool, version, channel and outcome; sync and host health at scrape time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from tool_server.runtime import Runtime
+
+__all__ = ["Metrics", "router"]
+
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class _RuntimeCollector(Collector):
+    """Reads the sync and host state when scraped, so nothing has to keep gauges in step."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        sync = self.runtime.watcher.status
+        yield GaugeMetricFamily("toolbridge_live_tools", "Tools currently callable",
+                                value=len(self.runtime.tools()))
+        yield CounterMetricFamily("toolbridge_sync_passes", "Registry passes that succeeded", value=sync.passes)
+        yield CounterMetricFamily("toolbridge_sync_failures", "Registry passes that failed", value=sync.failures)
+        yield CounterMetricFamily("toolbridge_sync_version_fetches",
+                                  "Model version details read from MLflow", value=sync.fetches)
+        age = time.time() - sync.last_success_at if sync.last_success_at else float("nan")
+        yield GaugeMetricFamily("toolbridge_sync_last_success_age_seconds",
+                                "Seconds since the last successful registry pass", value=age)
+        yield GaugeMetricFamily("toolbridge_sync_degraded", "1 while MLflow cannot be read (fail-static)",
+                                value=1.0 if sync.state == "degraded" else 0.0)
+        restarts = CounterMetricFamily("toolbridge_host_restarts", "Model host restarts after a crash",
+                                       labels=["host"])
+        alive = GaugeMetricFamily("toolbridge_host_up", "1 while the model host process runs", labels=["host"])
+        for name, process in list(self.runtime.bridge.hosts.processes.items()):
+            restarts.add_metric([name], process.restarts)
+            alive.add_metric([name], 1.0 if process.alive else 0.0)
+        yield restarts
+        yield alive
+
+
+class Metrics:
+    """One registry per app (not the process-global one), so several apps in one process never collide."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.registry = CollectorRegistry()
+        self.calls = Counter("toolbridge_tool_calls", "Tool invocations",
+                             ["tool", "version", "channel", "outcome"], registry=self.registry)
+        self.latency = Histogram("toolbridge_tool_call_seconds", "Tool invocation latency, end to end",
+                                 ["tool", "version", "channel"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.registry.register(_RuntimeCollector(runtime))
+
+    def record_call(self, tool: str, version: str, channel: str, outcome: str, seconds: float) -> None:
+        self.calls.labels(tool, version, channel, outcome).inc()
+        self.latency.labels(tool, version, channel).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+router = APIRouter()
+
+
+@router.get("/metrics", tags=["service"], include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    registry: Metrics = request.app.state.metrics
+    return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
