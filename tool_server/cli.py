@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from tool_server.cli_bento import bento_app
 from tool_server.cli_keys import announce_admin_key, audit_app, cli_auth_headers, keys_app
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ webhook_app = typer.Typer(help="Let MLflow tell Toolbridge of changes at once.",
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(bento_app, name="bento")
 console = Console()
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="TOOLBRIDGE_URL", help="Toolbridge base URL")]

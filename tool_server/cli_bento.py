@@ -18,7 +18,8 @@ from rich.console import Console
 if TYPE_CHECKING:
     from bridge.bento_build import BuildResult
 
-__all__ = ["BuildTarget", "bento_app", "target_from_mlflow", "target_from_toolbridge"]
+__all__ = ["BuildTarget", "TargetError", "bento_app", "cli_api_key", "target_from_mlflow",
+           "target_from_toolbridge"]
 
 bento_app = typer.Typer(help="Package tools as Bentos: one deployable image per approved model version.",
                         no_args_is_help=True)
@@ -42,18 +43,33 @@ class BuildTarget:
     description: str = ""
 
 
+def cli_api_key(explicit: str | None) -> str | None:
+    """The key to send: --api-key / TOOLBRIDGE_API_KEY, else the admin key in the state dir, like the other
+    client commands (`toolbridge status`)."""
+    if explicit:
+        return explicit
+    from tool_server.cli_keys import cli_auth_headers
+
+    return cli_auth_headers().get("Authorization", "").removeprefix("Bearer ") or None
+
+
 def target_from_toolbridge(tool: str, url: str, version: str | None, mlflow_uri: str | None,
                            api_key: str | None = None) -> BuildTarget:
     """Ask the running Toolbridge which model version serves `tool` (and, unless given, which MLflow)."""
-    from tool_server.client import ToolbridgeClient, ToolbridgeError, ToolNotFoundError
+    from tool_server.client import ToolbridgeClient, ToolbridgeError, ToolCallError, ToolNotFoundError
 
     try:
         with ToolbridgeClient(url, api_key=api_key, timeout=15.0) as client:
             info = client.get_tool(tool)
+            # /status names Toolbridge's MLflow, but needs an admin key; --mlflow-uri spares the question.
             tracking_uri = mlflow_uri or str(client.status().get("sync", {}).get("mlflow_uri") or "")
     except ToolNotFoundError as exc:
         raise TargetError(f"Toolbridge at {url} has no live tool {tool!r} ({exc.message}); see "
                           "`toolbridge tools list`, or pass --model NAME to read MLflow directly") from exc
+    except ToolCallError as exc:
+        hint = ("pass an API key (--api-key or TOOLBRIDGE_API_KEY); reading Toolbridge's MLflow URI needs an "
+                "admin key, or pass --mlflow-uri" if exc.status in (401, 403) else "see `toolbridge status`")
+        raise TargetError(f"Toolbridge at {url} refused: {exc.message}; {hint}") from exc
     except ToolbridgeError as exc:
         raise TargetError(f"{exc}; start Toolbridge, point --url at it, or pass --model NAME and "
                           "--mlflow-uri URL to read MLflow directly") from exc
@@ -128,8 +144,8 @@ def build(
                                                      "into this folder")] = None,
     bentoml_home: Annotated[Path | None, typer.Option(envvar="BENTOML_HOME",
                                                       help="BentoML store (default: ~/bentoml)")] = None,
-    api_key: Annotated[str | None, typer.Option(envvar="TOOLBRIDGE_API_KEY",
-                                                help="Toolbridge API key")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="TOOLBRIDGE_API_KEY", help="Toolbridge API key (default: the state dir's admin key)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout")] = False,
 ) -> None:
     """Build a self-contained Bento serving TOOL's model version: `bentoml containerize` makes it an image."""
@@ -141,7 +157,7 @@ def build(
                 raise TargetError("--model reads MLflow directly: pass --mlflow-uri or TOOLBRIDGE_MLFLOW_URI")
             target = target_from_mlflow(tool, model, version, mlflow_uri)
         else:
-            target = target_from_toolbridge(tool, url, version, mlflow_uri, api_key)
+            target = target_from_toolbridge(tool, url, version, mlflow_uri, cli_api_key(api_key))
     except TargetError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc

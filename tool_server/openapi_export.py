@@ -41,8 +41,12 @@ def _summary(spec: ToolSpec) -> str:
     return first if len(first) <= 120 else first[:117] + "..."
 
 
+def _error(description: str) -> dict[str, Any]:
+    # A fresh dict each time: shared objects would come out of yaml.safe_dump as &anchors/*aliases.
+    return {"description": description, "content": {"application/json": {"schema": copy.deepcopy(ERROR_SCHEMA)}}}
+
+
 def _operation(spec: ToolSpec) -> dict[str, Any]:
-    error = {"content": {"application/json": {"schema": copy.deepcopy(ERROR_SCHEMA)}}}
     return {
         "operationId": spec.name,
         "summary": _summary(spec),
@@ -54,13 +58,13 @@ def _operation(spec: ToolSpec) -> dict[str, Any]:
         "responses": {
             "200": {"description": "the model's answer",
                     "content": {"application/json": {"schema": copy.deepcopy(spec.output_schema)}}},
-            "401": {"description": "no API key, or an unknown, expired or revoked one", **error},
-            "403": {"description": "this API key may not call this tool", **error},
-            "413": {"description": "the request body is too large", **error},
-            "422": {"description": "invalid arguments; `problems` names each bad field", **error},
-            "429": {"description": "this API key's rate limit is used up; retry after Retry-After", **error},
-            "503": {"description": "the model is temporarily unavailable; retry after Retry-After", **error},
-            "504": {"description": "the model did not answer within the call timeout", **error},
+            "401": _error("no API key, or an unknown, expired or revoked one"),
+            "403": _error("this API key may not call this tool"),
+            "413": _error("the request body is too large"),
+            "422": _error("invalid arguments; `problems` names each bad field"),
+            "429": _error("this API key's rate limit is used up; retry after Retry-After"),
+            "503": _error("the model is temporarily unavailable; retry after Retry-After"),
+            "504": _error("the model did not answer within the call timeout"),
         },
     }
 

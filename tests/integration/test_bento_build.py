@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from bridge.hosts import free_port
-from tests.conftest import ToolbridgeProcess, admin_headers, wait_for
+from tests.conftest import ToolbridgeProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -135,8 +135,8 @@ def test_served_bento_answers_like_the_tool_server(built: dict[str, Any], served
     model_version = built["labels"]["toolbridge.model_version"]
     assert httpx.get(f"{served}/livez", timeout=5).status_code == 200
     for arguments in ARGUMENTS:
-        tool_answer = httpx.post(f"{toolbridge.url}/tools/{TOOL}/versions/{model_version}/invoke", headers=admin_headers(toolbridge.url),
-                                 json=arguments, timeout=30)
+        tool_answer = httpx.post(f"{toolbridge.url}/tools/{TOOL}/versions/{model_version}/invoke",
+                                 headers=toolbridge.headers, json=arguments, timeout=30)
         assert tool_answer.status_code == 200, tool_answer.text
         bento_answer = httpx.post(f"{served}/v1/predict", timeout=30,
                                   json={"payload": {"kind": "records", "records": [arguments]}})

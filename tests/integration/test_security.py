@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -185,13 +186,14 @@ def test_2000_concurrent_calls_leave_exactly_2000_audit_records(toolbridge: Tool
 
 
 def test_the_request_id_is_returned_and_audited(toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]) -> None:
+    before = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
     answer = httpx.post(f"{toolbridge.url}/tools/fin_sentiment/invoke", json=HEADLINE,
                         headers={**toolbridge.headers, "X-Request-ID": "trace-42.a"}, timeout=30)
     assert answer.headers["X-Request-ID"] == "trace-42.a"
     generated = httpx.get(f"{toolbridge.url}/healthz", timeout=10).headers["X-Request-ID"]
     assert len(generated) == 32
-    records = httpx.get(f"{toolbridge.url}/audit", params={"key_name": "admin"}, headers=toolbridge.headers,
-                        timeout=30).json()
+    records = httpx.get(f"{toolbridge.url}/audit", params={"key_name": "admin", "since": before},
+                        headers=toolbridge.headers, timeout=30).json()
     assert [r for r in records if r["request_id"] == "trace-42.a"][0]["tool"] == "fin_sentiment"
 
 
