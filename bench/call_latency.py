@@ -1,6 +1,9 @@
 """One tabular model (`credit_risk`), served four ways and measured in one run: single-row call latency
 (sequential, keep-alive, one client) and throughput (16 concurrent clients, one keep-alive client each).
 
+Every way scores the same sequence of real applicants (complete rows of examples/data/credit_applicants.csv),
+one row per call, so no response cache can make one of them look faster.
+
 1. a Toolbridge tool call, `POST /tools/credit_risk/invoke`, on a real `toolbridge up --mlflow-uri`;
 2. direct BentoML calls: the model host's own `POST /v1/predict` (what the tool server calls), and a plain
    one-model BentoML service (`bench/plain_bento_service.py`);
@@ -10,12 +13,13 @@
 Latency rounds interleave the ways, so background load on the machine hits them alike.
 
     .venv/bin/python -m bench.call_latency [--calls 2000] [--warmup 200] [--rounds 5] [--clients 16]
-        [--duration 10] [--skip-throughput]
+        [--duration 10] [--rows 256] [--skip-throughput]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import tempfile
@@ -36,13 +40,11 @@ from bench.stats import mib, ms, ratio, summarize, table
 from bridge.hosts import free_port
 from bridge.model_host.loader import ModelStore
 from bridge.schema import to_model_input
-from examples.demo_models import register_demo_models
+from examples.demo_models import CREDIT_FEATURES, DATA_DIR, register_demo_models
 from tool_server.embedded_mlflow import EmbeddedMlflow
 
 MODEL, VERSION = "credit_risk", "1"
 KEY, URI = f"{MODEL}/{VERSION}", f"models:/{MODEL}/{VERSION}"
-ROW = {"age": 41, "annual_income": 58000.0, "debt_to_income": 0.31, "late_payments_12m": 1,
-       "employment_years": 4.5}
 TOOL, HOST, PLAIN, SERVE, FLOOR, HOST_CODE = (
     "Toolbridge tool call", "BentoML model host /v1/predict", "plain BentoML service", "mlflow models serve",
     "in-process pyfunc.predict (floor)", "in-process model-host code path")
@@ -56,14 +58,15 @@ class Way:
     connect: Callable[[], tuple[Call, Callable[[], None]]]  # → (one call, close); one per client thread
 
 
-def http_way(name: str, url: str, path: str, body: Any, auth: httpx.Auth | None = None) -> Way:
-    content, headers = orjson.dumps(body), {"content-type": "application/json"}
+def http_way(name: str, url: str, path: str, bodies: list[Any], auth: httpx.Auth | None = None) -> Way:
+    contents, headers = [orjson.dumps(body) for body in bodies], {"content-type": "application/json"}
 
     def connect() -> tuple[Call, Callable[[], None]]:
         client = httpx.Client(base_url=url, auth=auth, timeout=30.0)  # one pooled keep-alive connection
+        rows = itertools.cycle(contents)
 
         def call() -> None:
-            response = client.post(path, content=content, headers=headers)
+            response = client.post(path, content=next(rows), headers=headers)
             if response.status_code != 200:
                 raise RuntimeError(f"{name}: {response.status_code} {response.text[:300]}")
 
@@ -72,8 +75,20 @@ def http_way(name: str, url: str, path: str, body: Any, auth: httpx.Auth | None 
     return Way(name, connect)
 
 
-def local_way(name: str, call: Call) -> Way:
-    return Way(name, lambda: (call, lambda: None))
+def local_way(name: str, inputs: list[Any], predict: Callable[[Any], Any]) -> Way:
+    def connect() -> tuple[Call, Callable[[], None]]:
+        rows = itertools.cycle(inputs)
+        return (lambda: predict(next(rows))), (lambda: None)
+
+    return Way(name, connect)
+
+
+def applicant_rows(count: int) -> list[dict[str, Any]]:
+    """Real rows of the demo data (complete ones), so that each call scores a different applicant."""
+    frame = pd.read_csv(DATA_DIR / "credit_applicants.csv")[CREDIT_FEATURES].dropna().head(count)
+    return [{"age": int(r.age), "annual_income": float(r.annual_income), "debt_to_income": float(r.debt_to_income),
+             "late_payments_12m": int(r.late_payments_12m), "employment_years": float(r.employment_years)}
+            for r in frame.itertuples()]
 
 
 def latency(ways: list[Way], calls: int, warmup: int, rounds: int) -> dict[str, list[float]]:
@@ -149,6 +164,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="latency rounds, interleaving the ways")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per way")
+    parser.add_argument("--rows", type=int, default=256, help="distinct applicants the calls cycle through")
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
@@ -179,16 +195,18 @@ def main() -> None:
             pyfunc = mlflow.pyfunc.load_model(URI)
             store = ModelStore()
             store.load(KEY, URI)
-            payload = to_model_input(parsed_signature(pyfunc), ROW)
+            signature = parsed_signature(pyfunc)
+            rows = applicant_rows(args.rows)
+            payloads = [to_model_input(signature, row) for row in rows]
             ways = [
-                http_way(TOOL, toolbridge.url, f"/tools/{MODEL}/invoke", ROW, toolbridge.auth),
-                http_way(HOST, host["url"], "/v1/predict", {"key": KEY, "payload": payload, "uri": URI}),
-                http_way(PLAIN, plain.url, "/predict", {"records": [ROW]}),
-                http_way(SERVE, serve.url, "/invocations", {"dataframe_records": [ROW]}),
-                local_way(FLOOR, lambda: pyfunc.predict(pd.DataFrame.from_records([ROW]))),
-                local_way(HOST_CODE, lambda: store.predict(KEY, payload)),
+                http_way(TOOL, toolbridge.url, f"/tools/{MODEL}/invoke", rows, toolbridge.auth),
+                http_way(HOST, host["url"], "/v1/predict", [{"key": KEY, "payload": p, "uri": URI} for p in payloads]),
+                http_way(PLAIN, plain.url, "/predict", [{"records": [row]} for row in rows]),
+                http_way(SERVE, serve.url, "/invocations", [{"dataframe_records": [row]} for row in rows]),
+                local_way(FLOOR, rows, lambda row: pyfunc.predict(pd.DataFrame.from_records([row]))),
+                local_way(HOST_CODE, payloads, lambda payload: store.predict(KEY, payload)),
             ]
-            show_answers(toolbridge, host["url"], plain.url, serve.url, payload)
+            show_answers(toolbridge, host["url"], plain.url, serve.url, payloads[0], rows[0])
 
             print(f"\nlatency: {args.calls} sequential single-row calls per way after {args.warmup} warm-up, "
                   f"{args.rounds} interleaved rounds")
@@ -209,13 +227,13 @@ def main() -> None:
 
 
 def show_answers(toolbridge: ToolbridgeUp, host_url: str, plain_url: str, serve_url: str,
-                 payload: dict[str, Any]) -> None:
+                 payload: dict[str, Any], row: dict[str, Any]) -> None:
     """One answer of each way, to show they compute the same prediction."""
     with toolbridge.client() as client:
-        tool = client.post(f"/tools/{MODEL}/invoke", json=ROW).json()
+        tool = client.post(f"/tools/{MODEL}/invoke", json=row).json()
     direct = httpx.post(f"{host_url}/v1/predict", json={"key": KEY, "payload": payload, "uri": URI}).json()
-    plain = httpx.post(f"{plain_url}/predict", json={"records": [ROW]}).json()
-    served = httpx.post(f"{serve_url}/invocations", json={"dataframe_records": [ROW]}).json()
+    plain = httpx.post(f"{plain_url}/predict", json={"records": [row]}).json()
+    served = httpx.post(f"{serve_url}/invocations", json={"dataframe_records": [row]}).json()
     print(f"answers: tool {tool}\n  host {direct}\n  plain BentoML {plain}, mlflow models serve {served}")
 
 

@@ -20,9 +20,11 @@ which resolves the alias once, at start: a restart, timed from stop to its first
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,10 @@ from mlflow import MlflowClient
 
 from bench.servers import MlflowModelsServe, ToolbridgeUp, wait_for
 from bench.stats import ms, ratio, summarize, table
-from bridge.hosts import free_port
+from bridge.host_client import HostClient
+from bridge.hosts import HostProcess, free_port
 from examples.demo_models import register_demo_models
+from registry_sync.mlflow_source import MlflowRegistry
 from tool_server.embedded_mlflow import EmbeddedMlflow
 
 MODEL = "credit_risk"
@@ -109,6 +113,46 @@ def run_setup(label: str, tb: ToolbridgeUp, uri: str, args: argparse.Namespace) 
     return {"results": results, "loads": loads}
 
 
+def breakdown(label: str, uri: str, log_dir: Path, version: str) -> dict[str, float]:
+    """The parts of a promotion, timed alone with Toolbridge's own code against the same MLflow."""
+    registry = MlflowRegistry(uri)
+    parts = {
+        "registry list pass (search_registered_models)": summarize(
+            [timed(registry.list_models) for _ in range(10)]).median,
+        "version fetch (version + MLmodel + input example)": summarize(
+            [timed(lambda: registry.fetch_version(MODEL, version)) for _ in range(10)]).median,
+    }
+    host = HostProcess(f"bench-{label.split()[0]}", log_dir, {"MLFLOW_TRACKING_URI": uri})
+
+    async def host_parts() -> None:
+        client: HostClient | None = None
+        try:
+            parts["model host process start (bentoml serve → /readyz)"] = await atimed(host.start(TIMEOUT))
+            client = HostClient(host.base_url)
+            parts["first model load in a fresh host (imports its flavor)"] = await atimed(
+                client.load("bench/1", f"models:/{MODEL}/1"))
+            parts["model load in a warm host"] = await atimed(client.load("bench/2", f"models:/{MODEL}/{version}"))
+        finally:
+            if client is not None:
+                await client.close()
+            host.stop()
+
+    asyncio.run(host_parts())
+    return parts
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+async def atimed(awaitable: Awaitable[Any]) -> float:
+    started = time.perf_counter()
+    await awaitable
+    return time.perf_counter() - started
+
+
 def webhooks_setup(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     tb = ToolbridgeUp(tmp / "webhooks", [], {"TOOLBRIDGE_POLL_INTERVAL": "300",
                                              "TOOLBRIDGE_MLFLOW_PORT": str(free_port())})
@@ -117,7 +161,9 @@ def webhooks_setup(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         tb.wait_healthy()
         uri = tb.status()["sync"]["mlflow_uri"]
         print(f"webhooks: toolbridge {tb.url}, embedded MLflow {uri}, polling every 300 s")
-        return run_setup("webhooks", tb, uri, args)
+        setup = run_setup("webhooks", tb, uri, args)
+        setup["parts"] = breakdown("webhooks", uri, tmp / "logs", str(args.repeats + 1))
+        return setup
     finally:
         tb.stop()
 
@@ -131,6 +177,7 @@ def polling_setup(tmp: Path, args: argparse.Namespace) -> tuple[dict[str, Any], 
         tb.wait_healthy()
         print(f"polling: toolbridge {tb.url}, external MLflow {mlflow_server.uri}, polling every 1 s, no webhook")
         setup = run_setup("polling", tb, mlflow_server.uri, args)
+        setup["parts"] = breakdown("polling", mlflow_server.uri, tmp / "logs", str(args.repeats + 1))
         tb.stop()  # the baseline runs alone
         return setup, serve_restarts(mlflow_server.uri, tmp / "logs", args.baseline)
     finally:
@@ -178,6 +225,11 @@ def report(setups: dict[str, dict[str, Any]], baseline: list[float]) -> None:
                      "—", "1.00×", "—"])
     print(table(["sync", "promotion", "n", "p50 ms", "p99 ms", "host load p50 ms", "p50 ÷ serve restart",
                  "target (webhooks, p50)"], rows))
+    print("\nparts, timed alone on the same servers (median of 10 for MLflow reads, one host start):")
+    labels = list(setups)
+    parts = [[name, *(ms(setups[label]["parts"][name]) for label in labels)]
+             for name in setups[labels[0]]["parts"]]
+    print(table(["part", *(f"{label} ms" for label in labels)], parts))
 
 
 def main() -> None:

@@ -28,7 +28,9 @@ __all__ = ["CallContext", "ErrorCode", "Gateway", "InvalidBody", "decode_argumen
 
 # (HTTP status, error kind) of an exception; supplied by tool_server.errors, the one place that maps them.
 ErrorCode = Callable[[BaseException], tuple[int, str]]
-CLIENT_CLOSED = (499, "client_closed")  # the caller hung up before the answer (nginx's convention)
+CLIENT_CLOSED = (499, "client_closed")
+# (tool, version, channel, outcome, seconds) of every call: the metrics hook.
+CallObserver = Callable[[str, str, str, str, float], None]  # the caller hung up before the answer (nginx's convention)
 
 
 class InvalidBody(Exception):
@@ -67,11 +69,12 @@ def _outcome(error: BaseException | None) -> str:
 class Gateway:
     def __init__(self, catalog: Callable[[], list[ToolSpec]], lookup: Callable[[str], ToolSpec | None],
                  invoker: Invoker, keys: KeyStore, audit: AuditLog, limiter: RateLimiter,
-                 error_code: ErrorCode, audit_inputs: bool = False) -> None:
+                 error_code: ErrorCode, audit_inputs: bool = False, on_call: CallObserver | None = None) -> None:
         self._catalog, self._lookup, self._invoker = catalog, lookup, invoker
         self.keys, self.audit, self.limiter = keys, audit, limiter
         self._error_code = error_code
         self.audit_inputs = audit_inputs
+        self._on_call = on_call
 
     async def authenticate(self, key: str | None) -> Principal:
         """Checked against the database on every request: a revoked key stops at its next request."""
@@ -130,12 +133,17 @@ class Gateway:
         spec = self._lookup(name)
         keep_inputs = (self.audit_inputs and spec is not None and spec.sensitivity != RESTRICTED
                        and may_call(who, spec))
+        latency = time.perf_counter() - started
+        if self._on_call is not None:
+            version_label = result.model_version if result else (version or "")
+            self._on_call(name[:128] if spec is not None else "(unknown)", version_label, context.channel,
+                          _outcome(error), latency)
         self.audit.record(AuditRecord(
             time=datetime.now(UTC), request_id=context.request_id, key_id=who.key_id, key_name=who.name,
             tool=name[:128], model_version=result.model_version if result else version,
             channel=context.channel,
             outcome=_outcome(error), status=status, error=kind,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3), input_bytes=len(canonical),
+            latency_ms=round(latency * 1000, 3), input_bytes=len(canonical),
             input_sha256=hashlib.sha256(canonical).hexdigest(),
             inputs=canonical.decode(errors="replace") if keep_inputs else None))
 

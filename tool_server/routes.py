@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST
 from fastapi.responses import ORJSONResponse, Response
 
 from bridge.invoker import InvokeResult
@@ -48,6 +49,12 @@ async def status(runtime: RuntimeDep, _: AdminDep) -> dict[str, Any]:
         "excluded": [e.model_dump() for e in runtime.watcher.snapshot.excluded],
         "hosts": await runtime.bridge.host_status(),
     }
+
+
+@router.get("/metrics", tags=["service"])
+async def metrics(runtime: RuntimeDep, _: AdminDep) -> Response:
+    """Prometheus metrics (admin key: scrape with `authorization: {credentials_file: admin.key}`)."""
+    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/audit", tags=["service"])

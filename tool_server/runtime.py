@@ -16,6 +16,7 @@ from tool_server.db import make_engine
 from tool_server.errors import error_code
 from tool_server.keys import KeyStore
 from tool_server.limits import RateLimiter
+from tool_server.metrics import Metrics
 from tool_server.settings import SecuritySettings, ServerSettings
 
 __all__ = ["Runtime"]
@@ -45,9 +46,10 @@ class Runtime:
         self.engine = make_engine(self.security.url(server.state_dir))
         self.keys = KeyStore(self.engine)
         self.audit = AuditLog(self.engine)
+        self.metrics = Metrics(self)
         self.calls = Gateway(self.tools, self.tool, self.bridge.invoker, self.keys, self.audit,
                              RateLimiter(self.security.rate_limit_per_minute), error_code,
-                             audit_inputs=self.security.audit_inputs)
+                             audit_inputs=self.security.audit_inputs, on_call=self.metrics.record_call)
         self._loop_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
