@@ -169,3 +169,31 @@ def test_killed_model_host_answers_503_then_recovers(
              f"fin_sentiment after the host restart\n{toolbridge.log()}")
     assert all(call(toolbridge.url, tool).status_code in (200, 422) for tool in demo_tools)
     assert not set(host_groups(toolbridge.log_path.parent)) & set(groups)
+
+
+def test_version_failing_its_smoke_test_is_never_exposed(
+    toolbridge: ToolbridgeProcess, mlflow_server: str, demo_tools: dict[str, Any]
+) -> None:
+    import mlflow
+    import mlflow.sklearn
+    import pandas as pd
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+    from sklearn.linear_model import LogisticRegression
+
+    # A numeric model whose signature and input example claim a text column: it loads, but cannot answer.
+    model = LogisticRegression().fit(pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0]}), [0, 0, 1, 1])
+    mlflow.set_tracking_uri(mlflow_server)
+    mlflow.set_registry_uri(mlflow_server)
+    with mlflow.start_run(run_name="smoke-probe"):
+        info = mlflow.sklearn.log_model(model, name="model", registered_model_name="smoke_probe",
+                                        signature=ModelSignature(inputs=Schema([ColSpec("string", "text")])),
+                                        input_example=pd.DataFrame({"text": ["hello"]}))
+    version = str(info.registered_model_version)
+    MlflowClient(tracking_uri=mlflow_server).set_registered_model_alias("smoke_probe", "champion", version)
+
+    row = wait_for(lambda: statuses(toolbridge.url, "smoke_probe").get(version, {}).get("state") == "failed"
+                   and statuses(toolbridge.url, "smoke_probe")[version], 90, "smoke_probe failed")
+    assert "smoke test" in row["reason"]
+    assert call(toolbridge.url, "smoke_probe").status_code == 404
+    assert call(toolbridge.url, "fin_sentiment").status_code == 200
