@@ -13,7 +13,7 @@ one row per call, so no response cache can make one of them look faster.
 Latency rounds interleave the ways, so background load on the machine hits them alike.
 
     .venv/bin/python -m bench.call_latency [--calls 2000] [--warmup 200] [--rounds 5] [--clients 16]
-        [--duration 10] [--rows 256] [--skip-throughput]
+        [--duration 18] [--rounds-load 3] [--rows 256] [--skip-throughput]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +86,9 @@ def local_way(name: str, inputs: list[Any], predict: Callable[[Any], Any]) -> Wa
 def applicant_rows(count: int) -> list[dict[str, Any]]:
     """Real rows of the demo data (complete ones), so that each call scores a different applicant."""
     frame = pd.read_csv(DATA_DIR / "credit_applicants.csv")[CREDIT_FEATURES].dropna().head(count)
-    return [{"age": int(r.age), "annual_income": float(r.annual_income), "debt_to_income": float(r.debt_to_income),
-             "late_payments_12m": int(r.late_payments_12m), "employment_years": float(r.employment_years)}
-            for r in frame.itertuples()]
+    return [{"age": int(r.age), "annual_income": float(r.annual_income),
+             "debt_to_income": float(r.debt_to_income), "late_payments_12m": int(r.late_payments_12m),
+             "employment_years": float(r.employment_years)} for r in frame.itertuples()]
 
 
 def latency(ways: list[Way], calls: int, warmup: int, rounds: int) -> dict[str, list[float]]:
@@ -151,6 +151,37 @@ def throughput(way: Way, clients: int, duration: float) -> tuple[float, list[flo
     return len(done) / elapsed, done, sum(errors)
 
 
+@dataclass
+class Load:
+    """One way under load, pooled over the rounds."""
+
+    calls: int = 0
+    seconds: float = 0.0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)  # per round, to show the noise
+
+    @property
+    def rate(self) -> float:
+        return self.calls / self.seconds if self.seconds else 0.0
+
+
+def interleaved_throughput(ways: list[Way], clients: int, duration: float, rounds: int) -> dict[str, Load]:
+    """Each way `rounds` times for `duration / rounds` s, round-robin, so that a change in the machine's
+    background load hits every way alike."""
+    loads = {way.name: Load() for way in ways}
+    for _ in range(rounds):
+        for way in ways:
+            rate, latencies, errors = throughput(way, clients, duration / rounds)
+            load = loads[way.name]
+            load.calls += len(latencies)
+            load.seconds += len(latencies) / rate if rate else duration / rounds
+            load.errors += errors
+            load.latencies += latencies
+            load.rates.append(rate)
+    return loads
+
+
 def parsed_signature(pyfunc: Any) -> dict[str, Any]:
     """The signature as MLmodel stores it, parsed (what the registry sync hands the bridge)."""
     return {part: json.loads(text) if text else None
@@ -158,12 +189,14 @@ def parsed_signature(pyfunc: Any) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=2000, help="measured sequential calls per way")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5, help="latency rounds, interleaving the ways")
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per way")
+    parser.add_argument("--duration", type=float, default=18.0, help="seconds of load per way, in all")
+    parser.add_argument("--rounds-load", type=int, default=3, help="throughput rounds, interleaving the ways")
     parser.add_argument("--rows", type=int, default=256, help="distinct applicants the calls cycle through")
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
@@ -200,7 +233,8 @@ def main() -> None:
             payloads = [to_model_input(signature, row) for row in rows]
             ways = [
                 http_way(TOOL, toolbridge.url, f"/tools/{MODEL}/invoke", rows, toolbridge.auth),
-                http_way(HOST, host["url"], "/v1/predict", [{"key": KEY, "payload": p, "uri": URI} for p in payloads]),
+                http_way(HOST, host["url"], "/v1/predict",
+                         [{"key": KEY, "payload": p, "uri": URI} for p in payloads]),
                 http_way(PLAIN, plain.url, "/predict", [{"records": [row]} for row in rows]),
                 http_way(SERVE, serve.url, "/invocations", [{"dataframe_records": [row]} for row in rows]),
                 local_way(FLOOR, rows, lambda row: pyfunc.predict(pd.DataFrame.from_records([row]))),
@@ -214,10 +248,9 @@ def main() -> None:
             report_latency(samples)
 
             if not args.skip_throughput:
-                print(f"\nthroughput: {args.clients} concurrent clients (threads, one keep-alive client each), "
-                      f"{args.duration:.0f} s per way")
-                rates = {way.name: throughput(way, args.clients, args.duration) for way in ways}
-                report_throughput(rates)
+                print(f"\nthroughput: {args.clients} concurrent clients (threads, one keep-alive client "
+                      f"each), {args.duration:.0f} s per way in {args.rounds_load} interleaved rounds")
+                report_throughput(interleaved_throughput(ways, args.clients, args.duration, args.rounds_load))
             report_memory(toolbridge, host, serve, plain)
         finally:
             for server in reversed(servers):
@@ -247,20 +280,24 @@ def report_latency(samples: dict[str, list[float]]) -> None:
     print(f"target tool p50 ≤ 0.5× mlflow models serve: {tool / serve:.2f}× "
           f"({'met' if tool <= 0.5 * serve else 'MISSED'})")
     for label, base in (("the model host's /v1/predict", host), ("the plain BentoML service", plain)):
-        print(f"target tool p50 ≤ 1.3× {label}: {tool / base:.2f}× ({'met' if tool <= 1.3 * base else 'MISSED'})")
+        verdict = "met" if tool <= 1.3 * base else "MISSED"
+        print(f"target tool p50 ≤ 1.3× {label}: {tool / base:.2f}× ({verdict})")
     code = s[HOST_CODE].median
     print(f"where a tool call's p50 goes: model-host code in-process {ms(code)} ms, BentoML HTTP hop + host "
           f"overhead {ms(host - code)} ms, tool server hop {ms(tool - host)} ms")
 
 
-def report_throughput(rates: dict[str, tuple[float, list[float], int]]) -> None:
-    serve = rates[SERVE][0]
+def report_throughput(loads: dict[str, Load]) -> None:
+    serve = loads[SERVE].rate
     rows = []
-    for name, (rate, latencies, errors) in rates.items():
-        s = summarize(latencies)
-        rows.append([name, f"{rate:.0f}", ratio(rate, serve), ms(s.median), ms(s.p99), errors])
-    print(table(["way", "calls/s", "÷ mlflow serve", "p50 ms", "p99 ms", "errors"], rows))
-    tool = rates[TOOL][0]
+    for name, load in loads.items():
+        s = summarize(load.latencies)
+        spread = f"{min(load.rates):.0f}–{max(load.rates):.0f}"
+        rows.append([name, f"{load.rate:.0f}", spread, ratio(load.rate, serve), ms(s.median), ms(s.p99),
+                     load.errors])
+    print(table(["way", "calls/s", "calls/s per round", "÷ mlflow serve", "p50 ms", "p99 ms", "errors"],
+                rows))
+    tool = loads[TOOL].rate
     print(f"target tool throughput ≥ 3× mlflow models serve: {tool / serve:.2f}× "
           f"({'met' if tool >= 3 * serve else 'MISSED'})")
 
@@ -270,8 +307,9 @@ def report_memory(toolbridge: ToolbridgeUp, host: dict[str, Any], serve: MlflowM
     assert toolbridge.process is not None
     host_pid = toolbridge.host_pid(host)
     model = next(m for m in toolbridge.status()["hosts"][0]["models"] if m["key"] == KEY)
+    tool_server = tree_memory(toolbridge.process.pid, children=False)
     rows = [
-        ["tool server (uvicorn, 1 process)", mib(tree_memory(toolbridge.process.pid, children=False)["rss"]), "—"],
+        ["tool server (uvicorn, 1 process)", mib(tool_server["rss"]), "—"],
         ["model host (bentoml: arbiter + 1 worker)", mib(tree_memory(host_pid)["rss"]) if host_pid else "?",
          f"{mib(model['memory_bytes'])} for {KEY}"],
         ["mlflow models serve (uvicorn, 1 worker)", mib(serve.memory()["rss"]), "—"],

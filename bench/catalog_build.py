@@ -43,8 +43,9 @@ from tool_server.openapi_export import build_openapi
 from tool_server.wire import ModelRefPublic, ToolPublic
 
 BASE_URL = "http://127.0.0.1:8000"
-WORDS = ("income debt ratio age tenure balance score region segment channel product amount count days rate "
-         "limit utilisation history inquiries default churn temperature pressure vibration speed").split()
+WORDS = ["income", "debt", "ratio", "age", "tenure", "balance", "score", "region", "segment", "channel",
+         "product", "amount", "count", "days", "rate", "limit", "utilisation", "history", "inquiries",
+         "default", "churn", "temperature", "pressure", "vibration", "speed"]
 COLUMN_TYPES = ("long", "double", "double", "string", "boolean", "datetime", "integer", "float")
 BASELINE = "baseline: FastAPI app.openapi(), one typed route per tool"
 _PY = {"integer": int, "number": float, "string": str, "boolean": bool}
@@ -63,7 +64,8 @@ def synthetic_version(i: int, rng: random.Random) -> tuple[ModelVersionRef, Mode
     shape = i % 20
     params = None
     if shape < 12:  # tabular: the common case
-        names = list(dict.fromkeys(f"{rng.choice(WORDS)}_{rng.choice(WORDS)}_{c}" for c in range(rng.randint(4, 30))))
+        count = rng.randint(4, 30)
+        names = [f"{rng.choice(WORDS)}_{rng.choice(WORDS)}_{c}" for c in range(count)]
         inputs = Schema([ColSpec(rng.choice(COLUMN_TYPES), n, required=rng.random() > 0.2) for n in names])
         if shape % 4 == 0:
             params = ParamSchema([ParamSpec("threshold", "double", 0.5), ParamSpec("top_k", "long", 3)])
@@ -91,10 +93,12 @@ def synthetic_version(i: int, rng: random.Random) -> tuple[ModelVersionRef, Mode
 
 def tool_list(specs: list[ToolSpec]) -> bytes:
     """The body of `GET /tools`."""
-    return orjson.dumps([ToolPublic(name=s.name, description=s.description, kind=s.kind,
-                                    model=ModelRefPublic(name=s.model_name, version=s.model_version),
-                                    input_schema=s.input_schema, output_schema=s.output_schema,
-                                    invoke_url=f"{BASE_URL}/tools/{s.name}/invoke").model_dump() for s in specs])
+    return orjson.dumps([
+        ToolPublic(name=s.name, description=s.description, kind=s.kind,
+                   model=ModelRefPublic(name=s.model_name, version=s.model_version),
+                   input_schema=s.input_schema, output_schema=s.output_schema,
+                   invoke_url=f"{BASE_URL}/tools/{s.name}/invoke").model_dump()
+        for s in specs])
 
 
 def fastapi_app(specs: list[ToolSpec]) -> FastAPI:
@@ -142,11 +146,12 @@ def build_bench(sizes: list[int], repeats: int) -> None:
         app = fastapi_app(specs)
         steps: dict[str, Callable[[], Any]] = {
             "ToolSpecs (build_tool_spec)": lambda v=versions: [build_tool_spec(r, f) for r, f in v],
-            "input validators (compile_validator)": lambda s=specs: [compile_validator(x.input_schema) for x in s],
+            "input validators (compile_validator)":
+                lambda s=specs: [compile_validator(x.input_schema) for x in s],
             "tool list (GET /tools body)": lambda s=specs: tool_list(s),
             "OpenAPI JSON (build_openapi + orjson)": lambda s=specs: orjson.dumps(build_openapi(s, BASE_URL)),
-            "OpenAPI YAML (GET /openapi.yaml)": lambda s=specs: yaml.safe_dump(build_openapi(s, BASE_URL),
-                                                                              sort_keys=False, allow_unicode=True),
+            "OpenAPI YAML (GET /openapi.yaml)": lambda s=specs: yaml.safe_dump(
+                build_openapi(s, BASE_URL), sort_keys=False, allow_unicode=True),
             "OpenAI tools (openai_tools + orjson)": lambda s=specs: orjson.dumps(openai_tools(s)),
             BASELINE: lambda a=app: fastapi_openapi(a),
         }
@@ -158,7 +163,8 @@ def build_bench(sizes: list[int], repeats: int) -> None:
         for name, values in samples.items():
             s = summarize(values)
             per_tool.setdefault(name, {})[size] = s.median / size
-            rows.append([size, name, ms(s.median), ms(s.p99), f"{s.median / size * 1e6:.0f}", ratio(s.median, base)])
+            rows.append([size, name, ms(s.median), ms(s.p99), f"{s.median / size * 1e6:.0f}",
+                         ratio(s.median, base)])
         print(f"{size} tools: OpenAPI JSON {size_json / 1024:.0f} KiB")
     print(table(["tools", "step", "p50 ms", "p99 ms", "µs per tool", "p50 ÷ FastAPI openapi()"], rows))
     if len(sizes) >= 2:
@@ -168,7 +174,8 @@ def build_bench(sizes: list[int], repeats: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 500])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--skip-memory", action="store_true")

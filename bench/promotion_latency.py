@@ -8,7 +8,8 @@ Two set-ups, each a real `toolbridge up`:
 Three promotions in each, repeated:
 - new version: `champion` moves to a version of `credit_risk` not loaded yet; it loads into the running
   shared host (and is smoke-tested with its input example) before it answers;
-- cold dedicated host: `champion` set on a model tagged `toolbridge.isolation=dedicated`: a host process starts;
+- cold dedicated host: `champion` set on a model tagged `toolbridge.isolation=dedicated`: a host process
+  starts;
 - warm rollback: `champion` moves back to the previous version, still loaded (TOOLBRIDGE_KEEP_WARM, 300 s).
 
 Baseline in the same run: the same promotion with `mlflow models serve -m models:/credit_risk@champion`,
@@ -131,7 +132,8 @@ def breakdown(label: str, uri: str, log_dir: Path, version: str) -> dict[str, fl
             client = HostClient(host.base_url)
             parts["first model load in a fresh host (imports its flavor)"] = await atimed(
                 client.load("bench/1", f"models:/{MODEL}/1"))
-            parts["model load in a warm host"] = await atimed(client.load("bench/2", f"models:/{MODEL}/{version}"))
+            parts["model load in a warm host"] = await atimed(
+                client.load("bench/2", f"models:/{MODEL}/{version}"))
         finally:
             if client is not None:
                 await client.close()
@@ -175,7 +177,8 @@ def polling_setup(tmp: Path, args: argparse.Namespace) -> tuple[dict[str, Any], 
     try:
         tb.spawn()
         tb.wait_healthy()
-        print(f"polling: toolbridge {tb.url}, external MLflow {mlflow_server.uri}, polling every 1 s, no webhook")
+        print(f"polling: toolbridge {tb.url}, external MLflow {mlflow_server.uri}, polling every 1 s, "
+              "no webhook")
         setup = run_setup("polling", tb, mlflow_server.uri, args)
         setup["parts"] = breakdown("polling", mlflow_server.uri, tmp / "logs", str(args.repeats + 1))
         tb.stop()  # the baseline runs alone
@@ -215,10 +218,11 @@ def report(setups: dict[str, dict[str, Any]], baseline: list[float]) -> None:
             s = summarize(values)
             target = TARGETS[kind]
             loads = setup["loads"].get(kind)
+            met = "met" if s.median <= target else "MISSED"
+            verdict = f"≤ {target:g} s: {met} ({s.median / target:.1f}×)"
             rows.append([label, kind, len(values), ms(s.median), ms(s.p99),
                          ms(summarize(loads).median) if loads else "—", ratio(s.median, base),
-                         f"≤ {target:g} s: {'met' if s.median <= target else 'MISSED'} ({s.median / target:.1f}×)"
-                         if label == "webhooks" else "—"])
+                         verdict if label == "webhooks" else "—"])
     if baseline:
         s = summarize(baseline)
         rows.append(["—", "mlflow models serve restart (baseline)", len(baseline), ms(s.median), ms(s.p99),
@@ -233,7 +237,8 @@ def report(setups: dict[str, dict[str, Any]], baseline: list[float]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="new versions, and rollbacks, per set-up")
     parser.add_argument("--dedicated", type=int, default=3, help="dedicated models (cold hosts) per set-up")
     parser.add_argument("--baseline", type=int, default=3, help="mlflow models serve restarts")

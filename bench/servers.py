@@ -22,8 +22,8 @@ import psutil
 
 from bridge.hosts import free_port
 
-__all__ = ["AdminKeyAuth", "BenchServer", "MlflowModelsServe", "PlainBento", "ToolbridgeUp", "descendant_groups",
-           "stopping", "tree_memory", "wait_for"]
+__all__ = ["AdminKeyAuth", "BenchServer", "MlflowModelsServe", "PlainBento", "ToolbridgeUp",
+           "descendant_groups", "stopping", "tree_memory", "wait_for"]
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -102,7 +102,7 @@ def _stop_group(pgid: int, grace: float) -> None:
 
 
 def descendant_groups(pid: int) -> set[int]:
-    """The process groups of `pid`'s descendants: model hosts and MLflow each run in a session of their own."""
+    """The process groups of `pid`'s descendants: model hosts and MLflow each run in a session of its own."""
     groups = set()
     with contextlib.suppress(psutil.Error):
         for child in psutil.Process(pid).children(recursive=True):

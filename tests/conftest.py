@@ -72,7 +72,9 @@ class ToolbridgeProcess:
                    "--state-dir", str(state_dir), *args]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env={**os.environ, **env},
+                                            stdin=subprocess.DEVNULL,
+                                            # never the default 5000: a parallel run may hold it
+                                            env={**os.environ, "TOOLBRIDGE_MLFLOW_PORT": str(free_port()), **env},
                                             start_new_session=True)
 
     def wait_healthy(self, timeout: float = 180.0) -> None:
@@ -107,7 +109,7 @@ class ToolbridgeProcess:
 
 
 FAST_SYNC = {"TOOLBRIDGE_POLL_INTERVAL": "1", "TOOLBRIDGE_DRAIN_GRACE": "2", "TOOLBRIDGE_KEEP_WARM": "5",
-             "TOOLBRIDGE_HOST_MEMORY_BUDGET_MB": "2048",
+             "TOOLBRIDGE_HOST_MEMORY_BUDGET_MB": "2048", "TOOLBRIDGE_WEBHOOK_SECRET": "shared-test-secret-0123456789",
              "TOOLBRIDGE_RATE_LIMIT_PER_MINUTE": "1000000"}  # load tests share the admin key; 429s have their own
 
 
