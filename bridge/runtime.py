@@ -40,7 +40,9 @@ class BridgeSettings(BaseSettings):
 class Bridge:
     def __init__(self, settings: BridgeSettings, log_dir: Path, tracking_uri: str) -> None:
         self.settings = settings
-        env = {"MLFLOW_TRACKING_URI": tracking_uri}
+        # Both, explicitly: an MLFLOW_REGISTRY_URI inherited from the caller's shell would send `models:/` loads
+        # to another registry than the one the versions were approved in.
+        env = {"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri}
         if settings.host_memory_budget_mb is not None:
             env["TOOLBRIDGE_HOST_MEMORY_BUDGET_MB"] = str(settings.host_memory_budget_mb)
         self.hosts = HostPool(log_dir, env, settings.shared_hosts, settings.call_timeout,

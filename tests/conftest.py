@@ -18,6 +18,25 @@ from bridge.hosts import free_port
 from tool_server.embedded_mlflow import EmbeddedMlflow
 
 
+def _forget_mlflow_uris() -> None:
+    """mlflow's fluent API keeps the URIs in module globals *and* exports them to os.environ."""
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    registry_utils._registry_uri = None
+    tracking_utils._tracking_uri = None
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        os.environ.pop(name, None)
+
+
+@pytest.fixture(autouse=True)
+def forget_mlflow_uris() -> Iterator[None]:
+    """A test that calls mlflow.set_tracking_uri must not point the next test's clients (or the servers it
+    starts) at its MLflow."""
+    yield
+    _forget_mlflow_uris()
+
+
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's Toolbridge or MLflow settings."""
@@ -56,6 +75,10 @@ def mlflow_server(mlflow_embedded: EmbeddedMlflow) -> str:
     return mlflow_embedded.uri
 
 
+def _inherited_environ() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING", "MLFLOW_REGISTRY"))}
+
+
 class ToolbridgeProcess:
     """`toolbridge up` as a user runs it, in its own process group; `headers` carry its admin key."""
 
@@ -74,7 +97,8 @@ class ToolbridgeProcess:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL,
                                             # never the default 5000: a parallel run may hold it
-                                            env={**os.environ, "TOOLBRIDGE_MLFLOW_PORT": str(free_port()), **env},
+                                            env={**_inherited_environ(), "TOOLBRIDGE_MLFLOW_PORT": str(free_port()),
+                                                 **env},
                                             start_new_session=True)
 
     def wait_healthy(self, timeout: float = 180.0) -> None:
