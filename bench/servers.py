@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import psutil
 from bridge.hosts import free_port
 
 __all__ = ["AdminKeyAuth", "BenchServer", "MlflowModelsServe", "PlainBento", "ToolbridgeUp",
-           "descendant_groups", "stopping", "tree_memory", "wait_for"]
+           "descendant_groups", "tree_memory", "wait_for"]
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -277,14 +277,3 @@ class PlainBento(BenchServer):
             return httpx.get(f"{self.url}/readyz", timeout=2.0).status_code == 200
 
         wait_for(ready, timeout, f"plain BentoML /readyz (log {self.log_path})")
-
-
-@contextlib.contextmanager
-def stopping(*servers: BenchServer) -> Iterator[None]:
-    """Stop every server on the way out, whatever happened (in reverse order of start)."""
-    try:
-        yield
-    finally:
-        for server in reversed(servers):
-            with contextlib.suppress(Exception):
-                server.stop()
