@@ -70,14 +70,14 @@ class Reconciler:
                         log.error("reload of %s on host %s failed: %s", key, host_name, exc)
 
     async def _ensure_live(self, key: str, ref: ModelVersionRef) -> None:
+        if key in self._draining:  # approved again (a rollback): its pending unload must not fire
+            self._draining.pop(key).cancel()
         current = self._live.get(key)
         if current is not None and current[0] == ref:
             return
         failed = self._failed.get(key)
         if failed is not None and failed[0] == ref and time.time() - failed[2] < RETRY_FAILED_AFTER:
             return
-        if key in self._draining:
-            self._draining.pop(key).cancel()
         try:
             self._live[key] = (ref, await self._bring_up(key, ref))
             self._failed.pop(key, None)
@@ -142,19 +142,21 @@ class Reconciler:
     async def _unload_after_grace(self, key: str) -> None:
         # In-flight calls routed before the swap finish meanwhile, and a rollback finds the version still loaded.
         await asyncio.sleep(self.unload_after)
+        # Under the lock: a pass that approves the version again must not interleave its load with this unload.
         async with self._lock:
             self._draining.pop(key, None)
             entry = self._live.pop(key, None)
-        if entry is None:
-            return
-        host_name = entry[1].host_name
-        if self.hosts.is_dedicated(host_name) and not any(v.host_name == host_name for _, v in self._live.values()):
-            await self.hosts.retire(host_name)  # its only model is gone: give the memory back
-            return
-        try:
-            await entry[1].host.unload(key)
-        except BridgeError as exc:
-            log.warning("unload of %s failed (it will be dropped with its host): %s", key, exc)
+            if entry is None:
+                return
+            host_name = entry[1].host_name
+            if self.hosts.is_dedicated(host_name) and not any(
+                    v.host_name == host_name for _, v in self._live.values()):
+                await self.hosts.retire(host_name)  # its only model is gone: give the memory back
+                return
+            try:
+                await entry[1].host.unload(key)
+            except BridgeError as exc:
+                log.warning("unload of %s failed (it will be dropped with its host): %s", key, exc)
 
     def status(self, snapshot: Snapshot) -> list[VersionStatus]:
         rows: list[VersionStatus] = []

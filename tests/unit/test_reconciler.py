@@ -1,0 +1,108 @@
+"""Reconciler passes over a fake host pool: keep-warm rollback, unload after the grace, retire dedicated hosts."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bridge.reconciler import Reconciler
+from registry_sync import ModelVersionRef, Snapshot
+
+SIGNATURE = {"inputs": [{"type": "string", "name": "text", "required": True}], "outputs": None, "params": None}
+UNLOAD_AFTER = 0.2
+
+
+class FakeHost:
+    """Records loads and unloads; predicts one label per row."""
+
+    def __init__(self) -> None:
+        self.loaded: set[str] = set()
+        self.unloads: list[str] = []
+
+    async def load(self, key: str, uri: str) -> dict[str, Any]:
+        self.loaded.add(key)
+        return {"kind": "other"}
+
+    async def unload(self, key: str) -> None:
+        self.unloads.append(key)
+        self.loaded.discard(key)
+
+    async def predict(self, key: str, payload: dict[str, Any], uri: str | None = None) -> list[dict[str, Any]]:
+        assert key in self.loaded, f"{key} predicted while unloaded"
+        return [{"prediction": "ok"}]
+
+
+class FakePool:
+    def __init__(self, dedicated: bool = False) -> None:
+        self.host = FakeHost()
+        self.dedicated = dedicated
+        self.retired: list[str] = []
+
+    @staticmethod
+    def is_dedicated(name: str) -> bool:
+        return name.startswith("dedicated-")
+
+    def name_for(self, ref: ModelVersionRef) -> str:
+        return f"dedicated-{ref.name}" if self.dedicated else "shared-0"
+
+    async def client(self, name: str) -> FakeHost:
+        return self.host
+
+    async def retire(self, name: str) -> None:
+        self.retired.append(name)
+
+
+def champion(version: str) -> Snapshot:
+    ref = ModelVersionRef(name="m", version=version, uri=f"models:/m/{version}", aliases=("champion",),
+                          tool_name="m", signature=SIGNATURE, input_example=[{"text": "hello"}])
+    return Snapshot(refs={ref.key: ref})
+
+
+def test_rollback_within_keep_warm_keeps_the_version_loaded_after_the_timer() -> None:
+    async def scenario() -> FakePool:
+        pool = FakePool()
+        reconciler = Reconciler(pool, unload_after=UNLOAD_AFTER)  # type: ignore[arg-type]
+        await reconciler.apply(champion("1"))
+        await reconciler.apply(champion("2"))  # v1 becomes warm, its unload timer starts
+        await reconciler.apply(champion("1"))  # rollback before the timer fires
+        await asyncio.sleep(UNLOAD_AFTER * 3)
+        assert reconciler.routes["m"].champion.spec.model_version == "1"
+        assert "m/1" in pool.host.loaded, "the rolled-back champion was unloaded by its stale keep-warm timer"
+        await reconciler.routes["m"].champion.host.predict("m/1", {})
+        return pool
+
+    pool = asyncio.run(scenario())
+    assert pool.host.unloads == ["m/2"]
+
+
+def test_withdrawn_version_is_unloaded_after_the_grace_and_reported_warm_meanwhile() -> None:
+    async def scenario() -> tuple[FakePool, list[str], list[str]]:
+        pool = FakePool()
+        reconciler = Reconciler(pool, unload_after=UNLOAD_AFTER)  # type: ignore[arg-type]
+        await reconciler.apply(champion("1"))
+        empty = Snapshot()
+        await reconciler.apply(empty)
+        during = [row.state for row in reconciler.status(empty)]
+        await asyncio.sleep(UNLOAD_AFTER * 3)
+        after = [row.state for row in reconciler.status(empty)]
+        return pool, during, after
+
+    pool, during, after = asyncio.run(scenario())
+    assert during == ["warm"] and after == []
+    assert pool.host.unloads == ["m/1"] and not pool.host.loaded
+
+
+def test_dedicated_host_is_retired_with_its_last_version_not_on_rollback() -> None:
+    async def scenario() -> FakePool:
+        pool = FakePool(dedicated=True)
+        reconciler = Reconciler(pool, unload_after=UNLOAD_AFTER)  # type: ignore[arg-type]
+        await reconciler.apply(champion("1"))
+        await reconciler.apply(Snapshot())
+        await reconciler.apply(champion("1"))  # back before the grace: the host must survive
+        await asyncio.sleep(UNLOAD_AFTER * 3)
+        assert pool.retired == []
+        await reconciler.apply(Snapshot())
+        await asyncio.sleep(UNLOAD_AFTER * 3)
+        return pool
+
+    assert asyncio.run(scenario()).retired == ["dedicated-m"]
