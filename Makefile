@@ -27,7 +27,8 @@ check: install
 	$(BIN)/python -m pytest tests/unit -q
 
 lock: install
-	$(BIN)/pip freeze --exclude-editable > constraints.txt.new && mv constraints.txt.new constraints.txt
+	{ echo "# Exact versions CI and the README commands install (pip install -c constraints.txt). Regenerate: make lock"; \
+	  $(BIN)/pip freeze --exclude-editable; } > constraints.txt.new && mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) .toolbridge
