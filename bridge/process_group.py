@@ -1,8 +1,9 @@
 """Child servers (model hosts, the embedded MLflow) as process groups that never outlive Toolbridge.
 
-Each child gets a session of its own (so a stop reaches its workers), dies with its parent where Linux allows
-(PR_SET_PDEATHSIG), and leaves a `.pgid` file, so that after a crash or SIGKILL of Toolbridge the next start
-can reap the leftovers instead of tripping over them.
+Each child gets a session of its own, dies with its parent where Linux allows (PR_SET_PDEATHSIG), and leaves a
+`.pgid` file, so that after a crash or SIGKILL of Toolbridge the next start can reap the leftovers instead of
+tripping over them. BentoML starts its worker in a session of its own, out of reach of the group signal and of
+PDEATHSIG: every process of a group carries a marker in its environment, and a stop ends the marked ones too.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["reap_stale_groups", "spawn_group", "stop_group"]
+import psutil
+
+__all__ = ["GROUP_MARKER", "marked_processes", "reap_stale_groups", "spawn_group", "stop_group"]
 
 _PR_SET_PDEATHSIG = 1
+GROUP_MARKER = "TOOLBRIDGE_PROCESS_GROUP"  # inherited by every descendant, whatever session it moves to
 
 
 def _die_with_parent() -> None:
@@ -26,9 +30,11 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def spawn_group(command: list[str], log_path: Path, env: dict[str, str], pgid_file: Path) -> subprocess.Popen[bytes]:
+def spawn_group(command: list[str], log_path: Path, env: dict[str, str],
+                pgid_file: Path) -> subprocess.Popen[bytes]:
     """Start `command` in a new session, logging to `log_path`, and record its process group."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**env, GROUP_MARKER: str(pgid_file.resolve())}
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
@@ -52,12 +58,36 @@ def _kill_group(pgid: int, grace: float) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def marked_processes(pgid_file: Path) -> list[psutil.Process]:
+    """The live processes started in the group behind `pgid_file`, in whatever session they are now."""
+    marker = str(pgid_file.resolve())
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if proc.pid != os.getpid() and proc.environ().get(GROUP_MARKER) == marker:
+                found.append(proc)
+    return found
+
+
+def _end_stragglers(pgid_file: Path, grace: float) -> None:
+    """Stop the marked processes the group signal did not reach (e.g. a worker whose arbiter was killed)."""
+    stragglers = marked_processes(pgid_file)
+    for proc in stragglers:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(stragglers, timeout=grace)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
 def stop_group(process: subprocess.Popen[bytes] | None, pgid_file: Path, grace: float = 10.0) -> None:
-    """SIGTERM the whole group, SIGKILL what is left after `grace` seconds, forget the group."""
+    """SIGTERM the group, SIGKILL what is left after `grace` seconds, end stragglers, forget the group."""
     if process is not None:
         _kill_group(process.pid, grace)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(grace)
+    _end_stragglers(pgid_file, grace)
     pgid_file.unlink(missing_ok=True)
 
 
@@ -71,5 +101,6 @@ def reap_stale_groups(state_dir: Path, grace: float = 10.0) -> list[int]:
             if b"mlflow" in cmdline or b"bentoml" in cmdline:  # never a stranger who reused the number
                 _kill_group(pgid, grace)
                 reaped.append(pgid)
+        _end_stragglers(pgid_file, grace)
         pgid_file.unlink(missing_ok=True)
     return reaped

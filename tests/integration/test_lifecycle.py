@@ -3,9 +3,9 @@ a killed model host."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-import signal
 import threading
 import time
 from collections import Counter
@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from mlflow import MlflowClient
 
+from bridge.process_group import marked_processes
 from examples.demo_models import register_trained_model, train_fin_sentiment
 from tests.conftest import ToolbridgeProcess, admin_headers, wait_for
 from tool_server.embedded_mlflow import EmbeddedMlflow
@@ -152,23 +154,92 @@ def host_groups(state_dir: Path) -> list[int]:
     return sorted(groups)
 
 
-def test_killed_model_host_answers_503_then_recovers(
-    toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]
+def host_processes(state_dir: Path, host: str) -> list[psutil.Process]:
+    """Every process of one model host (arbiter and workers, whatever their session), by its group marker."""
+    return marked_processes(state_dir / f"host-{host}.pgid")
+
+
+def hosts(url: str) -> dict[str, dict[str, Any]]:
+    return {host["name"]: host for host in
+            httpx.get(f"{url}/status", headers=admin_headers(url), timeout=10).json()["hosts"]}
+
+
+@dataclasses.dataclass
+class CallRecord:
+    tool: str
+    status: int
+    seconds: float
+    retry_after: str | None
+
+
+def test_model_host_killed_under_load_answers_503_then_recovers_and_other_hosts_never_notice(
+    toolbridge: ToolbridgeProcess, mlflow_server: str, demo_tools: dict[str, Any]
 ) -> None:
-    groups = host_groups(toolbridge.log_path.parent)
-    assert groups, "the model host should be running"
-    for group in groups:  # the arbiter and its workers: a crash of the whole host
-        os.killpg(group, signal.SIGKILL)
-    started = time.monotonic()
-    outage = call(toolbridge.url, "fin_sentiment")
-    assert time.monotonic() - started < 30, "a call during the outage must not hang"
-    if outage.status_code != 200:  # the supervisor may already have restarted it
-        assert outage.status_code == 503, outage.text
-        assert int(outage.headers["Retry-After"]) >= 1
-    wait_for(lambda: call(toolbridge.url, "fin_sentiment").status_code == 200, 120,
-             f"fin_sentiment after the host restart\n{toolbridge.log()}")
+    client = MlflowClient(tracking_uri=mlflow_server)
+    version = register("steady_probe", mlflow_server)
+    client.set_registered_model_tag("steady_probe", "toolbridge.isolation", "dedicated")
+    client.set_registered_model_alias("steady_probe", "champion", version)
+    wait_for(lambda: call(toolbridge.url, "steady_probe").status_code == 200, 180,
+             f"steady_probe live on its dedicated host\n{toolbridge.log()}")
+    state_dir = toolbridge.state_dir
+    doomed = host_processes(state_dir / "logs", "shared-0")
+    assert len(doomed) >= 2, "the shared host should have an arbiter and a worker"
+    survivors = host_processes(state_dir / "logs", "dedicated-steady_probe")
+    assert survivors
+
+    records: list[CallRecord] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def caller(tool: str) -> None:
+        with httpx.Client(base_url=toolbridge.url, headers=admin_headers(toolbridge.url), timeout=60) as http:
+            while not stop.is_set():
+                started = time.monotonic()
+                response = http.post(f"/tools/{tool}/invoke", json=HEADLINE)
+                with lock:
+                    records.append(CallRecord(tool, response.status_code, time.monotonic() - started,
+                                              response.headers.get("Retry-After")))
+                if response.status_code != 200:
+                    time.sleep(0.05)
+
+    tools = ("fin_sentiment", "steady_probe") * 4
+    threads = [threading.Thread(target=caller, args=(tool,)) for tool in tools]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        for proc in doomed:  # a crash of the whole host: arbiter and worker at once
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        killed_at = len(records)
+
+        def recovered() -> bool:
+            with lock:
+                after = [r for r in records[killed_at:] if r.tool == "fin_sentiment"]
+            return any(r.status == 503 for r in after) and after[-1].status == 200
+
+        wait_for(recovered, 180, f"fin_sentiment answering again after the host restart\n{toolbridge.log()}")
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(90)
+
+    shared = [r for r in records if r.tool == "fin_sentiment"]
+    isolated = [r for r in records if r.tool == "steady_probe"]
+    assert {r.status for r in shared} == {200, 503}, Counter(r.status for r in shared)
+    assert all(r.retry_after is not None and int(r.retry_after) >= 1 for r in shared if r.status == 503)
+    assert max(r.seconds for r in shared) < 35, "a call during the outage must end by the call timeout (30 s)"
+    assert isolated and all(r.status == 200 for r in isolated), Counter(r.status for r in isolated)
     assert all(call(toolbridge.url, tool).status_code in (200, 422) for tool in demo_tools)
-    assert not set(host_groups(toolbridge.log_path.parent)) & set(groups)
+    assert not any(proc.is_running() for proc in doomed)
+    still = host_processes(state_dir / "logs", "dedicated-steady_probe")
+    assert {p.pid for p in still} == {p.pid for p in survivors}
+    assert hosts(toolbridge.url)["shared-0"]["restarts"] >= 1
+    print(f"host kill under load: {len(shared)} shared-host calls "
+          f"({sum(r.status == 503 for r in shared)} × 503), {len(isolated)} dedicated-host calls, all 200")
+    client.delete_registered_model_alias("steady_probe", "champion")
+    wait_for(lambda: "dedicated-steady_probe" not in hosts(toolbridge.url), 60, "dedicated host retired")
 
 
 def test_version_failing_its_smoke_test_is_never_exposed(
