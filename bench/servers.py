@@ -2,7 +2,8 @@
 
 `toolbridge up` (with its model hosts and, without --mlflow-uri, its embedded MLflow), `mlflow models serve`
 and a plain one-model BentoML service, on free loopback ports. Use them as context managers: `__exit__` stops
-the group; `toolbridge up` is stopped with Ctrl-C, then any model host or MLflow group it left is stopped too.
+the group (bridge.process_group, as Toolbridge stops its children); `toolbridge up` is stopped with Ctrl-C,
+then any model host or MLflow group it left is reaped the way its next start would.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import httpx
 import psutil
 
 from bridge.hosts import free_port
+from bridge.process_group import reap_stale_groups, spawn_group, stop_group
 
-__all__ = ["AdminKeyAuth", "BenchServer", "MlflowModelsServe", "PlainBento", "ToolbridgeUp",
-           "descendant_groups", "tree_memory", "wait_for"]
+__all__ = ["AdminKeyAuth", "BenchServer", "MlflowModelsServe", "PlainBento", "ToolbridgeUp", "tree_memory",
+           "wait_for"]
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -68,48 +70,10 @@ def tree_memory(pid: int, children: bool = True) -> dict[str, int]:
     return {"rss": rss, "pss": pss}
 
 
-def _descendants(pid: int) -> list[psutil.Process]:
+def _children(pid: int) -> list[psutil.Process]:
     with contextlib.suppress(psutil.Error):
         return list(psutil.Process(pid).children(recursive=True))
     return []
-
-
-def _end_survivors(processes: list[psutil.Process], grace: float = 10.0) -> None:
-    """Terminate, then kill, those of `processes` still running (e.g. a worker whose arbiter was killed)."""
-    alive = [p for p in processes if p.is_running()]
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    _, alive = psutil.wait_procs(alive, timeout=grace)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=5.0)
-
-
-def _stop_group(pgid: int, grace: float) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-def descendant_groups(pid: int) -> set[int]:
-    """The process groups of `pid`'s descendants: model hosts and MLflow each run in a session of its own."""
-    groups = set()
-    with contextlib.suppress(psutil.Error):
-        for child in psutil.Process(pid).children(recursive=True):
-            with contextlib.suppress(ProcessLookupError):
-                groups.add(os.getpgid(child.pid))
-    groups.discard(os.getpgid(0))  # never our own group
-    return groups
 
 
 class BenchServer:
@@ -120,14 +84,11 @@ class BenchServer:
         self.command = command
         self.log_path = log_path
         self.env = env
+        self.pgid_file = log_path.with_suffix(".pgid")
         self.process: subprocess.Popen[bytes] | None = None
 
     def spawn(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=self.env, cwd=REPO,
-                                            start_new_session=True)
+        self.process = spawn_group(self.command, self.log_path, self.env, self.pgid_file, cwd=REPO)
 
     def check_alive(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -139,12 +100,7 @@ class BenchServer:
 
     def stop(self, grace: float = 15.0) -> None:
         process, self.process = self.process, None
-        if process is not None:
-            descendants = _descendants(process.pid)
-            _stop_group(process.pid, grace)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(grace)
-            _end_survivors(descendants)
+        stop_group(process, self.pgid_file, grace)
 
     def __enter__(self) -> BenchServer:
         return self
@@ -183,7 +139,6 @@ class ToolbridgeUp(BenchServer):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.auth = AdminKeyAuth(self.state_dir)
-        self._seen: dict[int, psutil.Process] = {}  # descendants seen, in case it dies before its hosts
         command = [sys.executable, "-m", "tool_server", "up", "--port", str(self.port),
                    "--state-dir", str(self.state_dir), *args]
         super().__init__("toolbridge up", command, self.state_dir / "toolbridge.log", clean_env(**env))
@@ -199,8 +154,6 @@ class ToolbridgeUp(BenchServer):
         wait_for(healthy, timeout, f"toolbridge /healthz (log {self.log_path})", interval=0.25)
 
     def status(self) -> dict[str, Any]:
-        if self.process is not None:
-            self._seen.update((p.pid, p) for p in _descendants(self.process.pid))
         response = httpx.get(f"{self.url}/status", timeout=30.0, auth=self.auth)
         response.raise_for_status()
         body: dict[str, Any] = response.json()
@@ -213,7 +166,7 @@ class ToolbridgeUp(BenchServer):
 
     def child_pid(self, marker: str) -> int | None:
         """The pid of the child process (model host, embedded MLflow) whose command line contains `marker`."""
-        for child in _descendants(self.process.pid) if self.process is not None else []:
+        for child in _children(self.process.pid) if self.process is not None else []:
             with contextlib.suppress(psutil.Error):
                 if child.ppid() == self.process.pid and marker in " ".join(child.cmdline()):
                     return int(child.pid)
@@ -227,18 +180,14 @@ class ToolbridgeUp(BenchServer):
         process, self.process = self.process, None
         if process is None:
             return
-        children = descendant_groups(process.pid)  # taken now: dedicated hosts start late
-        descendants = [*self._seen.values(), *_descendants(process.pid)]
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
             try:
                 process.wait(grace)
             except subprocess.TimeoutExpired:
-                _stop_group(process.pid, 5.0)
-                process.wait(5.0)
-        for pgid in children:  # what it did not stop itself (none after a clean Ctrl-C)
-            _stop_group(pgid, 10.0)
-        _end_survivors(descendants)
+                stop_group(process, self.pgid_file, 5.0)
+        # Hosts or MLflow it did not stop itself (none after a clean Ctrl-C), as its next start would.
+        reap_stale_groups(self.state_dir)
 
 
 class MlflowModelsServe(BenchServer):

@@ -30,14 +30,14 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def spawn_group(command: list[str], log_path: Path, env: dict[str, str],
-                pgid_file: Path) -> subprocess.Popen[bytes]:
+def spawn_group(command: list[str], log_path: Path, env: dict[str, str], pgid_file: Path,
+                cwd: Path | None = None) -> subprocess.Popen[bytes]:
     """Start `command` in a new session, logging to `log_path`, and record its process group."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**env, GROUP_MARKER: str(pgid_file.resolve())}
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
             start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
     pgid_file.write_text(str(process.pid))
