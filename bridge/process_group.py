@@ -44,11 +44,13 @@ def spawn_group(command: list[str], log_path: Path, env: dict[str, str], pgid_fi
     return process
 
 
-def _kill_group(pgid: int, grace: float) -> None:
+def _kill_group(pgid: int, grace: float, leader: subprocess.Popen[bytes] | None = None) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
+        if leader is not None:
+            leader.poll()  # reap it: a zombie leader still counts as a member of its group
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
@@ -84,7 +86,7 @@ def _end_stragglers(pgid_file: Path, grace: float) -> None:
 def stop_group(process: subprocess.Popen[bytes] | None, pgid_file: Path, grace: float = 10.0) -> None:
     """SIGTERM the group, SIGKILL what is left after `grace` seconds, end stragglers, forget the group."""
     if process is not None:
-        _kill_group(process.pid, grace)
+        _kill_group(process.pid, grace, leader=process)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(grace)
     _end_stragglers(pgid_file, grace)
