@@ -101,7 +101,7 @@ class Reconciler:
         facts = ModelFacts(kind=loaded.get("kind", "other"), classes=loaded.get("classes"))
         spec = build_tool_spec(ref, facts)
         live = LiveVersion(spec=spec, host=host, host_name=host_name,
-                           validator=compile_validator(spec.input_schema),
+                           validator=compile_validator(spec.input_schema, trusted=True),
                            smoke_tested=ref.input_example is not None)
         if ref.input_example is not None:
             await self._smoke_test(live, ref.input_example)
@@ -140,9 +140,9 @@ class Reconciler:
             self._draining[key] = asyncio.create_task(self._unload_after_grace(key))
 
     async def _unload_after_grace(self, key: str) -> None:
-        # In-flight calls routed before the swap finish meanwhile, and a rollback finds the version still loaded.
+        # In-flight calls routed before the swap finish meanwhile; a rollback finds the version still loaded.
         await asyncio.sleep(self.unload_after)
-        # Under the lock: a pass that approves the version again must not interleave its load with this unload.
+        # Under the lock: a pass approving the version again must not interleave its load with this unload.
         async with self._lock:
             self._draining.pop(key, None)
             entry = self._live.pop(key, None)

@@ -350,3 +350,13 @@ def test_text_that_is_not_the_declared_kind_is_left_for_validation_to_report() -
 def test_string_fields_are_never_parsed_while_nullable_arrays_and_objects_are(applicant: InputValidator) -> None:
     coerced = applicant.coerce({"city": "[1, 2]", "history": "[1, 2]", "address": "{\"street\": \"Main\"}"})
     assert coerced == {"city": "[1, 2]", "history": [1, 2], "address": {"street": "Main"}}
+
+
+def test_trusted_schemas_skip_the_metaschema_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*_: Any) -> None:
+        raise AssertionError("trusted schema checked against the metaschema")
+
+    monkeypatch.setattr(validation._Validator, "check_schema", fail)
+    validator = compile_validator(input_schema({"inputs": [{"type": "long", "name": "x", "required": True}]}),
+                                  trusted=True)
+    assert messages(validator, {"x": "1"}) == ["field `x`: expected integer, got string '1'"]
