@@ -107,7 +107,7 @@ class ToolService:
             return {"key": key, "outputs": self.store.predict(key, payload)}
         except ModelNotLoaded as exc:
             raise NotFound(f"this Bento serves only {self.key} (tool {TOOL['tool']}), not {key}") from exc
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:  # e.g. an int past int64
             raise InvalidArgument(f"model {key} rejected the input: {type(exc).__name__}: {exc}") from exc
 
     @bentoml.api(route="/v1/models/load")

@@ -11,7 +11,8 @@
     ├── HostStartError        (bridge.hosts) a model host process failed to start
     ├── HostUnavailable       (bridge.host_client) a model host did not answer
     │   └── HostTimeout       (bridge.host_client) ... within the timeout
-    └── HostError             (bridge.host_client) a model host answered with an error
+    ├── HostError             (bridge.host_client) a model host answered with an error
+    └── CacheError            (bridge.response_cache) the response cache cannot be set up as configured
 
 Each subclass lives next to the code that raises it; this module holds only the root, so that every module
 can import it without import cycles.

@@ -32,6 +32,9 @@ def _error_text(response: httpx.Response) -> str:
         body = response.json()
     except ValueError:
         return response.text[:500]
+    if isinstance(body, list):  # BentoML answers its errors as [{"error": "..."}]
+        return "; ".join(str(item.get("error", item)) if isinstance(item, dict) else str(item)
+                         for item in body)
     return str(body.get("error") or body.get("detail") or body) if isinstance(body, dict) else str(body)
 
 
@@ -75,6 +78,8 @@ class HostClient:
         return await self._post("/v1/models/list", {}, timeout=5.0)
 
     async def predict(self, key: str, payload: dict[str, Any], uri: str | None = None) -> list[dict[str, Any]]:
+        """The output rows for `payload`. The host batches concurrent calls of one version by itself (same
+        endpoint, each call keeps its own status): HostError carries a bad row's 400 naming its fields."""
         body = {"key": key, "payload": payload, "uri": uri}
         outputs: list[dict[str, Any]] = (await self._post("/v1/predict", body))["outputs"]
         return outputs

@@ -1,4 +1,5 @@
-"""Invoke a tool: validate, route to the live version, predict, shape the answer. No HTTP here.
+"""Invoke a tool: validate, route to the live version, answer from the cache or predict, shape the answer.
+No HTTP here.
 
 HTTP routes, the MCP server and the LangChain toolkit (through HTTP) all call `Invoker.invoke`.
 """
@@ -13,9 +14,12 @@ from typing import Any
 from bridge.errors import BridgeError
 from bridge.host_client import HostError, HostTimeout, HostUnavailable
 from bridge.live import Route
+from bridge.response_cache import ResponseCache
 from bridge.schema import to_model_input
+from bridge.toolspec import ToolSpec
 
-__all__ = ["InvokeResult", "Invoker", "ModelFailure", "ToolNotFound", "ToolTimeout", "ToolUnavailable"]
+__all__ = ["InvokeResult", "Invoker", "ModelFailure", "ModelRejectedInput", "ToolNotFound", "ToolTimeout",
+           "ToolUnavailable"]
 
 
 class ToolNotFound(BridgeError):
@@ -38,6 +42,11 @@ class ModelFailure(BridgeError):
     """The model raised on input that passed validation."""
 
 
+class ModelRejectedInput(ModelFailure):
+    """The model refused these arguments (the host's 400: ValueError/TypeError/KeyError), e.g. a number far
+    outside anything it can compute with: the caller can fix the call, unlike a crash."""
+
+
 @dataclass(frozen=True)
 class InvokeResult:
     tool: str
@@ -45,12 +54,20 @@ class InvokeResult:
     model_version: str
     role: str
     output: dict[str, Any]
+    cached: bool | None = None  # True: answered from the cache; False: a miss; None: the cache did not apply
+
+
+def _always(spec: ToolSpec) -> bool:
+    return True
 
 
 class Invoker:
-    def __init__(self, routes: Callable[[], Mapping[str, Route]], rng: random.Random | None = None) -> None:
+    def __init__(self, routes: Callable[[], Mapping[str, Route]], rng: random.Random | None = None,
+                 cache: ResponseCache | None = None, cacheable: Callable[[ToolSpec], bool] = _always) -> None:
         self._routes = routes
         self._rng = rng or random.Random()
+        self._cache = cache
+        self._cacheable = cacheable  # per version: not restricted, not opted out by its owners
 
     async def invoke(self, tool: str, arguments: Any, version: str | None = None) -> InvokeResult:
         route = self._routes().get(tool)
@@ -63,8 +80,17 @@ class Invoker:
         arguments = live.validator.coerce(arguments)
         live.validator.validate(arguments)
         spec = live.spec
+        model_input = to_model_input(spec.signature, arguments)
+        # After the route pick: the key holds the version that answers, canary or pinned alike.
+        cache = self._cache if self._cache is not None and self._cacheable(spec) else None
+        key = cache.key(spec, model_input) if cache is not None else None
+        if cache is not None and key is not None:
+            stored = await cache.lookup(tool, key)
+            if stored is not None:
+                return InvokeResult(tool=tool, model_name=spec.model_name, model_version=spec.model_version,
+                                    role=spec.role, output=stored, cached=True)
         try:
-            outputs = await live.host.predict(spec.key, to_model_input(spec.signature, arguments), spec.model_uri)
+            outputs = await live.host.predict(spec.key, model_input, spec.model_uri)
         except HostTimeout as exc:
             raise ToolTimeout(f"tool {tool!r} did not answer within the call timeout ({exc}); the model is "
                               "slow or its host is overloaded: try again later, or ask the operator to raise "
@@ -72,10 +98,18 @@ class Invoker:
         except HostUnavailable as exc:
             raise ToolUnavailable(f"tool {tool!r} is temporarily unavailable: {exc}") from exc
         except HostError as exc:
+            if exc.status == 400:
+                raise ModelRejectedInput(
+                    f"tool {tool!r} could not use these arguments: {str(exc).rstrip('.')}. They match the "
+                    "input schema, but the model cannot compute with them (e.g. a number far outside any "
+                    "realistic range): send realistic values, as the tool description explains, and call "
+                    "again") from exc
             raise ModelFailure(f"model {spec.key} could not answer: {exc}") from exc
         if len(outputs) != 1:
             raise ModelFailure(f"model {spec.key} returned {len(outputs)} rows for one input row")
         output = dict(outputs[0])
         output["model"] = {"name": spec.model_name, "version": spec.model_version}
+        if cache is not None and key is not None:  # only answers are stored: errors raised above
+            await cache.store(tool, key, output)
         return InvokeResult(tool=tool, model_name=spec.model_name, model_version=spec.model_version,
-                            role=spec.role, output=output)
+                            role=spec.role, output=output, cached=None if key is None else False)

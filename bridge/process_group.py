@@ -98,6 +98,9 @@ def reap_stale_groups(state_dir: Path, grace: float = 10.0) -> list[int]:
     reaped = []
     for pgid_file in state_dir.rglob("*.pgid"):
         with contextlib.suppress(ValueError, OSError):
+            if int(pgid_file.read_text().strip()) == os.getpgrp():
+                continue  # our own group, recorded by whoever started us (bench/servers.py): not stale
+        with contextlib.suppress(ValueError, OSError):
             pgid = int(pgid_file.read_text().strip())
             cmdline = Path(f"/proc/{pgid}/cmdline").read_bytes()
             if b"mlflow" in cmdline or b"bentoml" in cmdline:  # never a stranger who reused the number

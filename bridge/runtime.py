@@ -1,4 +1,5 @@
-"""The bridge as one object for the composition root: hosts, reconciler, invoker, crash supervision."""
+"""The bridge as one object for the composition root: hosts, reconciler, invoker and its optional response
+cache, crash supervision."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from bridge.errors import BridgeError
 from bridge.host_pool import HostPool
 from bridge.invoker import Invoker
 from bridge.reconciler import Reconciler, VersionStatus
+from bridge.response_cache import ResponseCache, cache_allowed
 from bridge.toolspec import ToolSpec
 from registry_sync import Snapshot, SyncPlan
 
@@ -35,21 +37,28 @@ class BridgeSettings(BaseSettings):
     shared_hosts: int = Field(default=1, ge=1, le=32, description="model hosts shared by all non-dedicated models")
     host_memory_budget_mb: float | None = Field(
         default=None, gt=0, description="per model host; past it, least recently used versions are evicted")
+    host_batching: bool = Field(default=True, description="model hosts run concurrent calls of one version "
+                                "as one model call (bridge.model_host.batching)")
+    host_batch_max_rows: int = Field(default=64, ge=1, le=100_000, description="most input rows in one batch")
 
 
 class Bridge:
-    def __init__(self, settings: BridgeSettings, log_dir: Path, tracking_uri: str) -> None:
+    def __init__(self, settings: BridgeSettings, log_dir: Path, tracking_uri: str,
+                 cache: ResponseCache | None = None) -> None:
         self.settings = settings
         # Both, explicitly: an MLFLOW_REGISTRY_URI inherited from the caller's shell would send `models:/` loads
         # to another registry than the one the versions were approved in.
         env = {"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri}
         if settings.host_memory_budget_mb is not None:
             env["TOOLBRIDGE_HOST_MEMORY_BUDGET_MB"] = str(settings.host_memory_budget_mb)
+        env["TOOLBRIDGE_HOST_BATCHING"] = "1" if settings.host_batching else "0"
+        env["TOOLBRIDGE_HOST_BATCH_MAX_ROWS"] = str(settings.host_batch_max_rows)
         self.hosts = HostPool(log_dir, env, settings.shared_hosts, settings.call_timeout,
                               settings.host_start_timeout)
         self.reconciler = Reconciler(self.hosts, unload_after=max(settings.drain_grace, settings.keep_warm))
-        self.invoker = Invoker(lambda: self.reconciler.routes)
         self.snapshot = Snapshot()
+        self.cache = cache
+        self.invoker = Invoker(lambda: self.reconciler.routes, cache=cache, cacheable=self._cacheable)
         self.catalog_listeners: list[Callable[[], Awaitable[None]]] = []
         self._supervisor: asyncio.Task[None] | None = None
 
@@ -74,6 +83,12 @@ class Bridge:
         """The live tools, one spec per tool (its champion's), sorted by name."""
         return sorted((route.champion.spec for route in self.reconciler.routes.values()), key=lambda s: s.name)
 
+    def _cacheable(self, spec: ToolSpec) -> bool:
+        """Read from the latest snapshot, so a `toolbridge.cache=false` tag applies from the next pass; a
+        version already gone from it (draining) is not cached."""
+        ref = self.snapshot.refs.get(spec.key)
+        return ref is not None and cache_allowed(spec, ref.model_tags)
+
     def status(self) -> list[VersionStatus]:
         return self.reconciler.status(self.snapshot)
 
@@ -96,6 +111,8 @@ class Bridge:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
         await self.hosts.stop()
+        if self.cache is not None:
+            await self.cache.close()
 
     async def _supervise(self) -> None:
         """Restart a crashed host with backoff, then load its versions again."""

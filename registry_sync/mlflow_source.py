@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from registry_sync.errors import MalformedEntry, RegistryUnavailable, WebhookSetupFailed
 from registry_sync.types import RegisteredModelInfo, VersionDetails
+from registry_sync.usage import ModelUsage, merged_model_tags, merged_version_tags
 
 __all__ = ["WEBHOOK_EVENTS", "MlflowRegistry"]
 
@@ -115,6 +116,36 @@ class MlflowRegistry:
             input_example=example,
             flavors=tuple(model.flavors),
         )
+
+    def write_usage(self, usage: ModelUsage) -> None:
+        """Add `usage` to the `toolbridge.usage.*` tags of the model and of the versions that answered.
+
+        Read, add, write: two replicas writing the same model at the same instant can lose one's counts, and a
+        failure between two tag writes counts the tags already written twice on the retry. Usage figures for a
+        person to read, not billing: that is the trade for needing no store of our own.
+        """
+        where = f"registered model {usage.name!r}"
+        try:
+            model = self._client.get_registered_model(usage.name)
+            for key, value in merged_model_tags(model.tags or {}, usage).items():
+                self._client.set_registered_model_tag(usage.name, key, value)
+            for version, counted in sorted(usage.versions.items()):
+                where = f"version {version} of {usage.name!r}"
+                try:
+                    found = self._client.get_model_version(usage.name, version)
+                except MlflowException as exc:
+                    if _is_not_found(exc):
+                        continue  # deleted since the call: its count goes with it
+                    raise
+                for key, value in merged_version_tags(found.tags or {}, counted).items():
+                    self._client.set_model_version_tag(usage.name, version, key, value)
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                raise MalformedEntry(f"{where}: {exc.message}") from exc
+            raise RegistryUnavailable(f"MLflow at {self.tracking_uri} could not write the usage tags of "
+                                      f"{where}: {exc.message}") from exc
+        except OSError as exc:
+            raise RegistryUnavailable(f"MLflow at {self.tracking_uri} is unreachable: {exc}") from exc
 
     def register_webhook(self, url: str, secret: str, name: str = "toolbridge") -> str:
         """Create, or bring up to date, the webhook `name` (or the one already calling `url`); its id.

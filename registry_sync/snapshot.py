@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from registry_sync.policy import Candidate
 from registry_sync.types import Change, Exclusion, ModelVersionRef, Snapshot, SyncPlan, VersionDetails
+from registry_sync.usage import without_usage_tags
 
 __all__ = ["diff", "make_ref"]
 
@@ -22,8 +23,9 @@ def make_ref(candidate: Candidate, details: VersionDetails) -> ModelVersionRef:
         tool_name=candidate.tool_name,
         role=candidate.role,
         canary_weight=candidate.canary_weight,
-        model_tags=model.tags,
-        version_tags=details.tags,
+        # Usage counts Toolbridge writes back are not the tool's metadata: with them a write would reload it.
+        model_tags=without_usage_tags(model.tags),
+        version_tags=without_usage_tags(details.tags),
         model_description=model.description,
         version_description=details.description,
         signature=details.signature,

@@ -6,8 +6,9 @@ from typing import Protocol
 
 from registry_sync.errors import MalformedEntry, RegistryUnavailable
 from registry_sync.types import RegisteredModelInfo, VersionDetails
+from registry_sync.usage import ModelUsage, merged_model_tags, merged_version_tags
 
-__all__ = ["InMemoryRegistry", "RegistrySource"]
+__all__ = ["InMemoryRegistry", "RegistrySource", "UsageSink"]
 
 
 class RegistrySource(Protocol):
@@ -22,6 +23,16 @@ class RegistrySource(Protocol):
         ...
 
 
+class UsageSink(Protocol):
+    """Where usage counts go: the registry's `toolbridge.usage.*` tags. Kept apart from RegistrySource,
+    which the watcher reads through and which never writes."""
+
+    def write_usage(self, usage: ModelUsage) -> None:
+        """Add `usage` to the model's (and its versions') usage tags; versions gone from the registry are
+        skipped. Raises RegistryUnavailable (keep the counts, retry) or MalformedEntry (the model is gone)."""
+        ...
+
+
 class InMemoryRegistry:
     """A RegistrySource held in memory, with call counters, for tests of the pure sync logic."""
 
@@ -31,6 +42,7 @@ class InMemoryRegistry:
         self.available = True
         self.list_calls = 0
         self.fetch_calls = 0
+        self.usage_writes = 0
 
     def put_model(self, model: RegisteredModelInfo) -> None:
         self.models[model.name] = model
@@ -52,3 +64,18 @@ class InMemoryRegistry:
             return self.versions[(name, version)]
         except KeyError:
             raise MalformedEntry(f"alias points at version {version} of {name!r}, which does not exist") from None
+
+    def write_usage(self, usage: ModelUsage) -> None:
+        self.usage_writes += 1
+        if not self.available:
+            raise RegistryUnavailable("in-memory registry switched off")
+        model = self.models.get(usage.name)
+        if model is None:
+            raise MalformedEntry(f"registered model {usage.name!r} does not exist")
+        tags = {**model.tags, **merged_model_tags(model.tags, usage)}
+        self.models[usage.name] = model.model_copy(update={"tags": tags})
+        for version, counted in usage.versions.items():
+            details = self.versions.get((usage.name, version))
+            if details is not None:
+                tags = {**details.tags, **merged_version_tags(details.tags, counted)}
+                self.versions[(usage.name, version)] = details.model_copy(update={"tags": tags})

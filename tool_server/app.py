@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from starlette.routing import Route
 
-from tool_server.errors import add_exception_handlers
+from tool_server.errors import add_exception_handlers, document_error_bodies
 from tool_server.hooks import router as hooks_router
 from tool_server.mcp_server import MCP_PATH, McpEndpoint
 from tool_server.middleware import ApiKeyGate, BodyLimit, RequestId
@@ -32,10 +32,11 @@ def create_app(runtime: Runtime) -> FastAPI:
             await runtime.stop()  # flushes the audit log
 
     # `/openapi.json` is the tool catalog for agents; the server's own API description lives at /api/*.
-    app = FastAPI(title="Toolbridge", lifespan=lifespan, openapi_url="/api/openapi.json", docs_url="/api/docs",
-                  redoc_url=None)
+    app = FastAPI(title="Toolbridge", lifespan=lifespan, openapi_url="/api/openapi.json",
+                  docs_url="/api/docs", redoc_url=None)
     app.state.runtime = runtime
     add_exception_handlers(app)
+    document_error_bodies(app)
     app.include_router(router)
     app.include_router(hooks_router)
     # MCP: a 401 at the HTTP layer before the SDK sees anything; tools/list and tools/call then read the key's

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,12 +17,13 @@ from typing import Any
 
 import orjson
 
-from bridge.invoker import Invoker, InvokeResult, ToolNotFound, ToolUnavailable
+from bridge.invoker import Invoker, InvokeResult, ModelRejectedInput, ToolNotFound, ToolUnavailable
 from bridge.toolspec import RESTRICTED, ToolSpec
 from bridge.validation import ToolInputError
 from tool_server.audit import AuditLog, AuditRecord
 from tool_server.keys import KeyStore
 from tool_server.limits import RateLimiter
+from tool_server.logs import REQUEST_ID
 from tool_server.scopes import AccessError, Principal, RateLimited, may_call, tool_forbidden
 
 __all__ = ["CallContext", "ErrorCode", "Gateway", "InvalidBody", "decode_arguments"]
@@ -31,6 +33,10 @@ ErrorCode = Callable[[BaseException], tuple[int, str]]
 CLIENT_CLOSED = (499, "client_closed")
 # (tool, version, channel, outcome, seconds) of every call: the metrics hook.
 CallObserver = Callable[[str, str, str, str, float], None]  # the caller hung up before the answer (nginx's convention)
+# (model name, version that answered or None, outcome) of each call that reached a model's tool: usage counts.
+UsageObserver = Callable[[str, str | None, str], None]
+
+access_log = logging.getLogger("tool_server.access")
 
 
 class InvalidBody(Exception):
@@ -59,7 +65,7 @@ def _outcome(error: BaseException | None) -> str:
         return "ok"
     if isinstance(error, AccessError):
         return "denied"
-    if isinstance(error, ToolInputError | InvalidBody | ToolNotFound):
+    if isinstance(error, ToolInputError | InvalidBody | ToolNotFound | ModelRejectedInput):
         return "invalid"
     if isinstance(error, ToolUnavailable):
         return "unavailable"
@@ -69,12 +75,14 @@ def _outcome(error: BaseException | None) -> str:
 class Gateway:
     def __init__(self, catalog: Callable[[], list[ToolSpec]], lookup: Callable[[str], ToolSpec | None],
                  invoker: Invoker, keys: KeyStore, audit: AuditLog, limiter: RateLimiter,
-                 error_code: ErrorCode, audit_inputs: bool = False, on_call: CallObserver | None = None) -> None:
+                 error_code: ErrorCode, audit_inputs: bool = False, on_call: CallObserver | None = None,
+                 on_usage: UsageObserver | None = None) -> None:
         self._catalog, self._lookup, self._invoker = catalog, lookup, invoker
         self.keys, self.audit, self.limiter = keys, audit, limiter
         self._error_code = error_code
         self.audit_inputs = audit_inputs
         self._on_call = on_call
+        self._on_usage = on_usage
 
     async def authenticate(self, key: str | None) -> Principal:
         """Checked against the database on every request: a revoked key stops at its next request."""
@@ -97,6 +105,8 @@ class Gateway:
                      raw: bytes | None = None, version: str | None = None) -> InvokeResult:
         """Call a tool for `who`: `raw` JSON bytes (HTTP) or decoded `arguments` (MCP). Always audited."""
         started = time.perf_counter()
+        # Here as well as in the middleware: MCP runs tool calls in its session's task, not the request's.
+        request_id = REQUEST_ID.set(context.request_id)
         decode_error: InvalidBody | None = None
         if raw is not None:
             try:
@@ -120,7 +130,10 @@ class Gateway:
             error = exc
             raise
         finally:
-            self._record(who, name, context, started, canonical, result, error, version)
+            try:
+                self._record(who, name, context, started, canonical, result, error, version)
+            finally:
+                REQUEST_ID.reset(request_id)
 
     def _record(self, who: Principal, name: str, context: CallContext, started: float, canonical: bytes,
                 result: InvokeResult | None, error: BaseException | None, version: str | None) -> None:
@@ -134,15 +147,26 @@ class Gateway:
         keep_inputs = (self.audit_inputs and spec is not None and spec.sensitivity != RESTRICTED
                        and may_call(who, spec))
         latency = time.perf_counter() - started
+        outcome = _outcome(error)
         if self._on_call is not None:
             version_label = result.model_version if result else (version or "")
             self._on_call(name[:128] if spec is not None else "(unknown)", version_label, context.channel,
-                          _outcome(error), latency)
+                          outcome, latency)
+        if self._on_usage is not None and spec is not None:
+            self._on_usage(result.model_name if result else spec.model_name,
+                           result.model_version if result else None, outcome)
+        model_version = result.model_version if result else version
+        # The access line: the key's public id, never the key; never the inputs (the audit decides those).
+        access_log.info(
+            "%s %s: %s %d in %.1f ms", context.channel, name[:128], outcome, status, latency * 1000,
+            extra={"request_id": context.request_id, "tool": name[:128], "version": model_version,
+                   "channel": context.channel, "outcome": outcome, "status": status, "error": kind,
+                   "latency_ms": round(latency * 1000, 3), "key_id": who.key_id})
         self.audit.record(AuditRecord(
             time=datetime.now(UTC), request_id=context.request_id, key_id=who.key_id, key_name=who.name,
-            tool=name[:128], model_version=result.model_version if result else version,
+            tool=name[:128], model_version=model_version,
             channel=context.channel,
-            outcome=_outcome(error), status=status, error=kind,
+            outcome=outcome, status=status, error=kind,
             latency_ms=round(latency * 1000, 3), input_bytes=len(canonical),
             input_sha256=hashlib.sha256(canonical).hexdigest(),
             inputs=canonical.decode(errors="replace") if keep_inputs else None))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import httpx
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
 
 from tool_server.cli_bento import bento_app
@@ -60,14 +58,14 @@ def up(
 
     from tool_server.app import create_app
     from tool_server.embedded_mlflow import EmbeddedMlflow, MlflowStartError
+    from tool_server.logs import configure_logging
     from tool_server.runtime import Runtime
-    from tool_server.settings import ServerSettings
+    from tool_server.settings import ObservabilitySettings, ServerSettings
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=console)])
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per model call is noise here
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "state_dir": state_dir,
                                                    "mlflow_uri": mlflow_uri}.items() if v is not None}
     try:
+        configure_logging(ObservabilitySettings(), console)  # first: all that follows logs in that format
         settings = ServerSettings(**overrides)
     except ValidationError as exc:
         console.print(f"[red]invalid setting:[/red] {exc}")
@@ -99,7 +97,9 @@ def up(
             console.print(f"Registered and promoted to champion: {', '.join(names)}")
         console.print(f"Tool server: [bold]{settings.base_url}[/bold] — tools at {settings.base_url}/tools, "
                       f"OpenAPI for Dify at {settings.base_url}/openapi.json. Ctrl-C stops everything.")
-        uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level="warning")
+        # log_config=None, log_level=None: uvicorn's lines go through our handler, at our level.
+        uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_config=None,
+                    log_level=None)
     except MlflowStartError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from registry_sync.webhooks import SIGNATURE_HEADER
 from tool_server.calls import CallContext
 from tool_server.middleware import request_id_of
 from tool_server.runtime import Runtime
 from tool_server.scopes import Forbidden, Principal, presented_key
 
-__all__ = ["AdminDep", "CallerDep", "HttpCallDep", "RawBody", "RuntimeDep"]
+__all__ = ["WEBHOOK_SIGNATURE", "AdminDep", "CallerDep", "HttpCallDep", "RawBody", "RuntimeDep"]
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -19,7 +21,21 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-async def get_caller(request: Request) -> Principal:
+# For the API description (/api/openapi.json) only: auto_error=False, so they never answer; `presented_key`
+# reads the key from either header.
+_BEARER = HTTPBearer(auto_error=False, scheme_name="bearerAuth",
+                     description="Authorization: Bearer <Toolbridge API key>")
+_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKeyHeader",
+                        description="X-API-Key: <Toolbridge API key>")
+WEBHOOK_SIGNATURE = Security(APIKeyHeader(
+    name=SIGNATURE_HEADER, auto_error=False, scheme_name="mlflowSignature",
+    description="MLflow's webhook signature: v1,<base64 HMAC-SHA256 of '{delivery id}.{timestamp}.{body}'> "
+                "with the shared secret, plus the X-MLflow-Delivery-Id and X-MLflow-Timestamp headers"))
+
+
+async def get_caller(request: Request,
+                     _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
+                     _api_key: Annotated[str | None, Security(_API_KEY)] = None) -> Principal:
     """The key's principal; 401 without a valid key (checked in the database on every request)."""
     runtime = get_runtime(request)
     return await runtime.calls.authenticate(presented_key(request.headers))

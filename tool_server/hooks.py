@@ -14,9 +14,10 @@ from fastapi.responses import JSONResponse
 
 from registry_sync.errors import WebhookRejected
 from registry_sync.webhooks import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookVerifier
-from tool_server.deps import RuntimeDep
+from tool_server.deps import WEBHOOK_SIGNATURE, RuntimeDep
 from tool_server.runtime import Runtime
 from tool_server.settings import ServerSettings, persistent_secret
+from tool_server.wire import WEBHOOK_OPENAPI, WEBHOOK_RESPONSES
 
 __all__ = ["WEBHOOK_PATH", "ensure_webhook_secret", "router", "startup_webhook"]
 
@@ -64,7 +65,8 @@ def _error(status: int, error: str, message: str) -> JSONResponse:
     return JSONResponse({"error": error, "message": message, "problems": []}, status_code=status)
 
 
-@router.post(WEBHOOK_PATH, tags=["service"])
+@router.post(WEBHOOK_PATH, tags=["service"], dependencies=[WEBHOOK_SIGNATURE], responses=WEBHOOK_RESPONSES,
+             openapi_extra=WEBHOOK_OPENAPI)
 async def mlflow_webhook(request: Request, runtime: RuntimeDep) -> JSONResponse:
     verifier = _verifier(request, runtime)
     if verifier is None:

@@ -26,6 +26,7 @@ from typing import Any, Self
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field
 
+from bridge.pydantic_models import model_from_schema, to_arguments
 from tool_server.client import (
     DEFAULT_TIMEOUT,
     AsyncToolbridgeClient,
@@ -35,7 +36,6 @@ from tool_server.client import (
     ToolInfo,
     ToolUnavailableError,
 )
-from tool_server.pydantic_models import model_from_schema, to_arguments
 
 __all__ = ["ToolbridgeTool", "ToolbridgeToolkit", "tool_error_text"]
 

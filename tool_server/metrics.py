@@ -1,4 +1,5 @@
-"""Prometheus metrics: tool calls per tool, version, channel and outcome; sync and host health at scrape time."""
+"""Prometheus metrics: tool calls per tool, version, channel and outcome; response cache hits and misses per
+tool; sync and host health at scrape time."""
 
 from __future__ import annotations
 
@@ -56,11 +57,26 @@ class Metrics:
                              ["tool", "version", "channel", "outcome"], registry=self.registry)
         self.latency = Histogram("toolbridge_tool_call_seconds", "Tool invocation latency, end to end",
                                  ["tool", "version", "channel"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.cache_hits = Counter("toolbridge_cache_hits", "Tool calls answered from the response cache",
+                                  ["tool"], registry=self.registry)
+        self.cache_misses = Counter("toolbridge_cache_misses", "Cacheable tool calls the model had to answer",
+                                    ["tool"], registry=self.registry)
+        self.cache_errors = Counter("toolbridge_cache_errors", "Response cache faults (the model answered)",
+                                    registry=self.registry)
         self.registry.register(_RuntimeCollector(runtime))
 
     def record_call(self, tool: str, version: str, channel: str, outcome: str, seconds: float) -> None:
         self.calls.labels(tool, version, channel, outcome).inc()
         self.latency.labels(tool, version, channel).observe(seconds)
+
+    def record_cache(self, event: str, tool: str) -> None:
+        """The response cache's observer: `event` is hit, miss or error."""
+        if event == "hit":
+            self.cache_hits.labels(tool).inc()
+        elif event == "miss":
+            self.cache_misses.labels(tool).inc()
+        else:
+            self.cache_errors.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -16,6 +16,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tool_server.logs import REQUEST_ID
 from tool_server.scopes import Principal, Unauthenticated, presented_key
 
 __all__ = ["REQUEST_ID_HEADER", "ApiKeyGate", "BodyLimit", "BodyTooLarge", "RequestId", "principal_of",
@@ -46,7 +47,8 @@ def principal_of(scope: Scope) -> Principal | None:
 
 
 class RequestId:
-    """Every answer carries X-Request-ID: the caller's own (if sane) or a new one; the audit records it."""
+    """Every answer carries X-Request-ID: the caller's own (if sane) or a new one; the audit records it, and
+    so does every log line written while the request is served (uvicorn's access line included)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -64,7 +66,11 @@ class RequestId:
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        token = REQUEST_ID.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            REQUEST_ID.reset(token)
 
 
 class BodyLimit:

@@ -4,25 +4,41 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
-from fastapi import APIRouter
-from prometheus_client import CONTENT_TYPE_LATEST
+from fastapi import APIRouter, Query
 from fastapi.responses import ORJSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from bridge.invoker import InvokeResult
 from bridge.toolspec import ToolSpec
 from tool_server.audit import read_records
 from tool_server.deps import AdminDep, CallerDep, HttpCallDep, RawBody, RuntimeDep
 from tool_server.openai_export import openai_tools
-from tool_server.openapi_export import build_openapi
-from tool_server.wire import ModelRefPublic, ToolPublic, VersionStatusPublic
+from tool_server.openapi_export import build_openapi, to_yaml
+from tool_server.wire import (
+    INVOKE_OPENAPI,
+    INVOKE_RESPONSES,
+    AuditSince,
+    ModelRefPublic,
+    ToolPublic,
+    VersionStatusPublic,
+    error_responses,
+)
 
 __all__ = ["router"]
 
 router = APIRouter()
+
+# Every route below declares the errors it can answer (wire.ErrorBody), so /api/openapi.json tells the truth.
+KEYED = error_responses(401)  # any key may call it
+ADMIN_ONLY = error_responses(401, 403)
+PER_TOOL = error_responses(401, 403, 404)
+
+
+def _only(media_type: str, description: str, schema: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    """A 200 that is not JSON: FastAPI would declare application/json."""
+    return {200: {"description": description, "content": {media_type: {"schema": schema}}}}
 
 
 def _public(spec: ToolSpec, base_url: str) -> ToolPublic:
@@ -39,7 +55,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/status", tags=["service"])
+@router.get("/status", tags=["service"], responses=ADMIN_ONLY)
 async def status(runtime: RuntimeDep, _: AdminDep) -> dict[str, Any]:
     sync = runtime.watcher.status
     age = time.time() - sync.last_success_at if sync.last_success_at else None
@@ -51,18 +67,23 @@ async def status(runtime: RuntimeDep, _: AdminDep) -> dict[str, Any]:
     }
 
 
-@router.get("/metrics", tags=["service"])
+@router.get("/metrics", tags=["service"], response_class=Response,
+            responses={**_only("text/plain", "Prometheus text format", {"type": "string"}), **ADMIN_ONLY})
 async def metrics(runtime: RuntimeDep, _: AdminDep) -> Response:
     """Prometheus metrics (admin key: scrape with `authorization: {credentials_file: admin.key}`)."""
     return Response(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/audit", tags=["service"])
-async def audit(runtime: RuntimeDep, _: AdminDep, since: datetime | None = None, limit: int = 1000,
-                key_name: str | None = None) -> list[dict[str, Any]]:
+@router.get("/audit", tags=["service"], responses=error_responses(401, 403, 422))
+async def audit(runtime: RuntimeDep, _: AdminDep,
+                since: Annotated[AuditSince | None, Query(description="records from this time on, e.g. "
+                                                                      "2026-01-01T00:00:00Z")] = None,
+                limit: Annotated[int, Query(ge=1, le=100_000, description="at most this many")] = 1000,
+                key_name: Annotated[str | None, Query(min_length=1, max_length=64,
+                                                      description="only this key's calls")] = None,
+                ) -> list[dict[str, Any]]:
     """Audit records from `since` (ISO 8601), oldest first, at most `limit` (admin only)."""
     await runtime.audit.flush()  # what was called before this request is in the answer
-    limit = max(1, min(limit, 100_000))
 
     def read() -> list[dict[str, Any]]:
         records = read_records(runtime.engine, since=since, key_name=key_name)
@@ -71,53 +92,58 @@ async def audit(runtime: RuntimeDep, _: AdminDep, since: datetime | None = None,
     return await asyncio.to_thread(read)
 
 
-@router.get("/tools", tags=["tools"])
+@router.get("/tools", tags=["tools"], responses=KEYED)
 async def list_tools(runtime: RuntimeDep, caller: CallerDep) -> list[ToolPublic]:
     return [_public(spec, runtime.server.base_url) for spec in runtime.calls.visible(caller)]
 
 
-@router.get("/tools/{name}", tags=["tools"])
+@router.get("/tools/{name}", tags=["tools"], responses=PER_TOOL)
 async def get_tool(name: str, runtime: RuntimeDep, caller: CallerDep) -> ToolPublic:
     return _public(runtime.calls.tool(caller, name), runtime.server.base_url)
 
 
 def _answer(result: InvokeResult) -> ORJSONResponse:
-    return ORJSONResponse(result.output, headers={"X-Toolbridge-Model-Version": result.model_version})
+    headers = {"X-Toolbridge-Model-Version": result.model_version}
+    if result.cached is not None:  # only when the response cache applied to this tool
+        headers["X-Toolbridge-Cache"] = "hit" if result.cached else "miss"
+    return ORJSONResponse(result.output, headers=headers)
 
 
-@router.post("/tools/{name}/invoke", tags=["tools"])
+@router.post("/tools/{name}/invoke", tags=["tools"], responses=INVOKE_RESPONSES,
+             openapi_extra=INVOKE_OPENAPI)
 async def invoke(name: str, runtime: RuntimeDep, caller: CallerDep, call: HttpCallDep, body: RawBody
                  ) -> ORJSONResponse:
     return _answer(await runtime.calls.invoke(caller, name, call, raw=body))
 
 
-@router.post("/tools/{name}/versions/{version}/invoke", tags=["tools"])
+@router.post("/tools/{name}/versions/{version}/invoke", tags=["tools"], responses=INVOKE_RESPONSES,
+             openapi_extra=INVOKE_OPENAPI)
 async def invoke_version(name: str, version: str, runtime: RuntimeDep, caller: CallerDep, call: HttpCallDep,
                          body: RawBody) -> ORJSONResponse:
     return _answer(await runtime.calls.invoke(caller, name, call, raw=body, version=version))
 
 
-@router.get("/openapi.json", tags=["exports"])
+@router.get("/openapi.json", tags=["exports"], responses=KEYED)
 async def openapi(runtime: RuntimeDep, caller: CallerDep) -> ORJSONResponse:
     """The tools this key may call, one OpenAPI operation each: the URL a Dify custom tool imports."""
     return ORJSONResponse(build_openapi(runtime.calls.visible(caller), runtime.server.base_url))
 
 
-@router.get("/openapi.yaml", tags=["exports"])
+@router.get("/openapi.yaml", tags=["exports"], response_class=Response,
+            responses={**_only("application/yaml", "/openapi.json in YAML", {"type": "object"}), **KEYED})
 async def openapi_yaml(runtime: RuntimeDep, caller: CallerDep) -> Response:
     document = build_openapi(runtime.calls.visible(caller), runtime.server.base_url)
-    return Response(yaml.safe_dump(document, sort_keys=False, allow_unicode=True),
-                    media_type="application/yaml")
+    return Response(to_yaml(document), media_type="application/yaml")
 
 
-@router.get("/tools/{name}/openapi.json", tags=["exports"])
+@router.get("/tools/{name}/openapi.json", tags=["exports"], responses=PER_TOOL)
 async def tool_openapi(name: str, runtime: RuntimeDep, caller: CallerDep) -> ORJSONResponse:
     """A one-tool OpenAPI document, for importing a single tool."""
     spec = runtime.calls.tool(caller, name)
     return ORJSONResponse(build_openapi([spec], runtime.server.base_url, title=f"Toolbridge tool {name}"))
 
 
-@router.get("/openai/tools", tags=["exports"])
+@router.get("/openai/tools", tags=["exports"], responses=KEYED)
 async def openai(runtime: RuntimeDep, caller: CallerDep) -> ORJSONResponse:
     """The catalog as OpenAI function-calling tools (`tools=` of a chat completion request), per key."""
     return ORJSONResponse(openai_tools(runtime.calls.visible(caller)))

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 
+from bridge.response_cache import MemoryBackend, RedisBackend, ResponseCache
 from bridge.runtime import Bridge, BridgeSettings
 from bridge.toolspec import ToolSpec
 from registry_sync import RegistryWatcher, SyncSettings
@@ -17,7 +18,8 @@ from tool_server.errors import error_code
 from tool_server.keys import KeyStore
 from tool_server.limits import RateLimiter
 from tool_server.metrics import Metrics
-from tool_server.settings import SecuritySettings, ServerSettings
+from tool_server.settings import CacheSettings, ObservabilitySettings, SecuritySettings, ServerSettings
+from tool_server.usage import UsageWriteback
 
 __all__ = ["Runtime"]
 
@@ -30,34 +32,58 @@ def _fail_fast_mlflow_client() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
+def _response_cache(settings: CacheSettings, tracking_uri: str, metrics: Metrics) -> ResponseCache | None:
+    mode = settings.mode
+    if mode == "off":
+        return None
+    if mode == "memory":
+        backend: MemoryBackend | RedisBackend = MemoryBackend(settings.cache_max_entries)
+        where = f"in process, at most {settings.cache_max_entries} entries"
+    else:
+        assert settings.cache_url is not None  # CacheSettings refuses redis without a URL
+        backend = RedisBackend(settings.cache_url.get_secret_value(), settings.cache_timeout_seconds)
+        where = "in Redis (TOOLBRIDGE_CACHE_URL)"
+    log.info("response cache on: %s, answers kept %gs", where, settings.cache_ttl_seconds)
+    return ResponseCache(backend, settings.cache_ttl_seconds, registry=tracking_uri,
+                         observer=metrics.record_cache)
+
+
 class Runtime:
     def __init__(self, server: ServerSettings, tracking_uri: str, sync: SyncSettings | None = None,
-                 bridge: BridgeSettings | None = None, security: SecuritySettings | None = None) -> None:
+                 bridge: BridgeSettings | None = None, security: SecuritySettings | None = None,
+                 cache: CacheSettings | None = None) -> None:
         from registry_sync.mlflow_source import MlflowRegistry  # imports mlflow: only when serving
 
         _fail_fast_mlflow_client()
         self.server = server
         self.tracking_uri = tracking_uri
         self.sync_settings = sync or SyncSettings()
-        self.bridge = Bridge(bridge or BridgeSettings(), server.state_dir / "logs", tracking_uri)
+        self.cache_settings = cache or CacheSettings()
+        self.metrics = Metrics(self)  # reads the runtime only when scraped; first, as the cache reports to it
+        self.bridge = Bridge(bridge or BridgeSettings(), server.state_dir / "logs", tracking_uri,
+                             cache=_response_cache(self.cache_settings, tracking_uri, self.metrics))
         self.watcher = RegistryWatcher(MlflowRegistry(tracking_uri), self.sync_settings.policy(),
                                        self.sync_settings.poll_interval, listener=self.bridge.on_snapshot)
         self.security = security or SecuritySettings()
         self.engine = make_engine(self.security.url(server.state_dir))
         self.keys = KeyStore(self.engine)
         self.audit = AuditLog(self.engine)
-        self.metrics = Metrics(self)
+        self.usage = UsageWriteback(MlflowRegistry(tracking_uri),
+                                    ObservabilitySettings().usage_writeback_seconds)
         self.calls = Gateway(self.tools, self.tool, self.bridge.invoker, self.keys, self.audit,
                              RateLimiter(self.security.rate_limit_per_minute), error_code,
-                             audit_inputs=self.security.audit_inputs, on_call=self.metrics.record_call)
+                             audit_inputs=self.security.audit_inputs, on_call=self.metrics.record_call,
+                             on_usage=self.usage.record)
         self._loop_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.audit.start()
         await self.bridge.start()
         self._loop_task = asyncio.create_task(self.watcher.run_forever())
+        self.usage.start()
 
     async def stop(self) -> None:
+        await self.usage.stop()  # one last write of the usage counts
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["SecuritySettings", "ServerSettings", "persistent_secret"]
+__all__ = ["CacheSettings", "ObservabilitySettings", "SecuritySettings", "ServerSettings",
+           "persistent_secret"]
 
 WEBHOOK_SECRET_FILE = "webhook_secret"
 DATABASE_FILE = "toolbridge.db"
@@ -107,3 +110,105 @@ class SecuritySettings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{(state_dir / DATABASE_FILE).resolve()}"
+
+
+CACHE_MODES = ("off", "memory", "redis")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+class CacheSettings(BaseSettings):
+    """The optional response cache (docs/cache.md): off unless TOOLBRIDGE_CACHE=memory or
+    TOOLBRIDGE_CACHE_URL is set. The URL may hold a password: a SecretStr keeps it out of reprs, and
+    hide_input_in_errors out of validation messages."""
+
+    model_config = SettingsConfigDict(env_prefix="TOOLBRIDGE_", extra="ignore", hide_input_in_errors=True)
+
+    cache: str | None = Field(
+        default=None, description="off | memory | redis; unset = redis when CACHE_URL is set, else off")
+    cache_url: SecretStr | None = Field(
+        default=None, description="redis://[:password@]host:port/db shared by replicas; turns the cache on")
+    cache_max_entries: int = Field(default=10_000, description="entries kept by the in-process LRU")
+    cache_ttl_seconds: float = Field(default=300.0, description="seconds an answer stays cached")
+    cache_timeout_seconds: float = Field(
+        default=0.5, description="seconds a Redis request may take before the model answers uncached")
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _known_mode(cls, mode: Any) -> str | None:
+        if mode is None or str(mode).strip() == "":
+            return None
+        value = str(mode).strip().lower()
+        if value not in CACHE_MODES:
+            raise ValueError(f"TOOLBRIDGE_CACHE={mode!r} is not a cache mode; use one of "
+                             f"{', '.join(CACHE_MODES)} (redis needs TOOLBRIDGE_CACHE_URL=redis://host:6379/0)")
+        return value
+
+    @field_validator("cache_url")
+    @classmethod
+    def _redis_url(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is None:
+            return None
+        parts = urlsplit(url.get_secret_value())  # never echo the URL: it may carry a password
+        if parts.scheme not in REDIS_SCHEMES or (parts.scheme != "unix" and not parts.hostname):
+            problem = "no host" if parts.scheme in REDIS_SCHEMES else f"scheme {parts.scheme or '(none)'!r}"
+            raise ValueError(f"TOOLBRIDGE_CACHE_URL must be a Redis URL like redis://127.0.0.1:6379/0 "
+                             f"(schemes: {', '.join(REDIS_SCHEMES)}); it has {problem}")
+        return url
+
+    @field_validator("cache_max_entries", "cache_ttl_seconds", "cache_timeout_seconds")
+    @classmethod
+    def _positive(cls, value: float, info: ValidationInfo) -> float:
+        if value <= 0:
+            raise ValueError(f"TOOLBRIDGE_{str(info.field_name).upper()}={value} must be greater than 0; "
+                             "unset it for the default, or set TOOLBRIDGE_CACHE=off to turn the cache off")
+        return value
+
+    @model_validator(mode="after")
+    def _redis_has_url(self) -> CacheSettings:
+        if self.cache == "redis" and self.cache_url is None:
+            raise ValueError("TOOLBRIDGE_CACHE=redis needs TOOLBRIDGE_CACHE_URL=redis://host:6379/0 (or use "
+                             "TOOLBRIDGE_CACHE=memory for a cache inside this process)")
+        return self
+
+    @property
+    def mode(self) -> str:
+        """off | memory | redis: a URL alone turns Redis on; an explicit mode wins (off, to pause the cache)."""
+        if self.cache is None:
+            return "redis" if self.cache_url is not None else "off"
+        return self.cache
+
+
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class ObservabilitySettings(BaseSettings):
+    """Logs (docs/operations.md "Logs") and usage counts written back to MLflow ("Usage in MLflow")."""
+
+    model_config = SettingsConfigDict(env_prefix="TOOLBRIDGE_", extra="ignore")
+
+    log_format: str | None = Field(default=None, description="json | text; unset = text on a terminal, json "
+                                                             "otherwise (a service manager, a container)")
+    log_level: str = Field(default="INFO", description="DEBUG | INFO | WARNING | ERROR | CRITICAL")
+    usage_writeback_seconds: float = Field(default=0.0, ge=0, description="seconds between two writes of "
+                                           "the usage counts to MLflow tags; 0 = off")
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _known_format(cls, value: object) -> str | None:
+        if value is None or str(value).strip() == "":
+            return None
+        found = str(value).strip().lower()
+        if found not in LOG_FORMATS:
+            raise ValueError(f"TOOLBRIDGE_LOG_FORMAT={value!r} is not a log format; use json or text (or "
+                             "unset it: text on a terminal, json otherwise)")
+        return found
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_level(cls, value: object) -> str:
+        found = str(value).strip().upper()
+        if found not in LOG_LEVELS:
+            raise ValueError(f"TOOLBRIDGE_LOG_LEVEL={value!r} is not a log level; use one of "
+                             f"{', '.join(LOG_LEVELS)}")
+        return found

@@ -1,16 +1,20 @@
-"""Model hosts on real processes: many models in one host within its memory budget, dedicated hosts."""
+"""Model hosts on real processes: many models in one host within its memory budget, dedicated hosts, and
+concurrent calls batched per model with each caller's answer and errors its own."""
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from examples.demo_models import CREDIT_FEATURES, DATA_DIR, SENSOR_FEATURES
 from tests.conftest import ToolbridgeProcess, admin_headers, tools_by_name, wait_for
 from tests.integration.test_lifecycle import HEADLINE, call, host_groups, register
 
@@ -85,3 +89,72 @@ def pids_listening(url: str) -> list[int]:
         if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
             found.append(conn.pid)
     return found
+
+
+def demo_payloads(count: int) -> dict[str, list[dict[str, Any]]]:
+    """`count` real rows per demo model, as the tool server sends them to the host (one row per call)."""
+    credit = pd.read_csv(DATA_DIR / "credit_applicants.csv")[CREDIT_FEATURES].dropna().head(count)
+    sensors = pd.read_csv(DATA_DIR / "sensor_readings.csv")[SENSOR_FEATURES].head(count)
+    integers = {"age", "late_payments_12m"}
+    return {
+        "credit_risk": [{"kind": "records", "params": {}, "records": [
+            {k: int(v) if k in integers else float(v) for k, v in row.items()}]}
+            for row in credit.to_dict(orient="records")],
+        "machine_failure": [{"kind": "tensor", "dtype": "float64", "params": {}, "data": [row]}
+                            for row in sensors.to_numpy().tolist()],
+    }
+
+
+def burst(host_url: str, calls: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[httpx.Response]:
+    """Every (model, payload) call to the host's /v1/predict from its own thread, released at once."""
+    start = threading.Barrier(len(calls) + 1)
+
+    def caller(model: dict[str, Any], payload: dict[str, Any]) -> httpx.Response:
+        with httpx.Client(timeout=60) as http:
+            start.wait(timeout=60)
+            return http.post(f"{host_url}/v1/predict",
+                             json={"key": model["key"], "uri": model["uri"], "payload": payload})
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        answers = [pool.submit(caller, model, payload) for model, payload in calls]
+        start.wait(timeout=60)
+        return [answer.result() for answer in answers]
+
+
+def test_concurrent_calls_are_batched_per_model_and_each_caller_gets_its_own_answer_or_error(
+    toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]
+) -> None:
+    host = next(h for h in hosts(toolbridge.url).values()
+                if any(m["key"].startswith("machine_failure/") for m in h.get("models", [])))
+    models = {m["key"].split("/")[0]: m for m in host["models"]}
+    payloads = demo_payloads(15)
+    calls = [(models[tool], payload) for tool in payloads for payload in payloads[tool]]
+    bad_row = {**payloads["credit_risk"][0]["records"][0], "age": "forty"}
+    bad = (models["credit_risk"], {"kind": "records", "params": {}, "records": [bad_row]})
+
+    def batching() -> dict[str, int]:
+        listing = httpx.post(f"{host['url']}/v1/models/list", json={}, timeout=30).json()
+        return dict(listing["batching"])
+
+    # One call at a time, nothing to batch with: the reference answers (every row differs, so do they).
+    expected = [answer.json()["outputs"] for call in calls for answer in burst(host["url"], [call])]
+    before = batching()
+    assert before["enabled"]
+    bursts = 0
+    for _ in range(5):  # until the host merged some calls (on any machine, the first burst does)
+        bursts += 1
+        *good, refused = burst(host["url"], [*calls, bad])
+        assert [a.status_code for a in good] == [200] * len(calls), [a.text for a in good]
+        for answer, reference in zip(good, expected, strict=True):
+            ((row,), (ref,)) = answer.json()["outputs"], reference
+            assert row["label"] == ref["label"]  # a batch's matrix maths rounds the last digit its own way:
+            assert row["probabilities"] == pytest.approx(ref["probabilities"])
+        assert refused.status_code == 400
+        assert "field `age`: expected integer, got string 'forty'" in refused.text
+        after = batching()
+        if after["merged_batches"] > before["merged_batches"]:
+            break
+    made, batches = after["calls"] - before["calls"], after["batches"] - before["batches"]
+    assert made >= bursts * (len(calls) + 1)
+    assert 0 < batches < made
+    assert after["largest_batch"] > 1

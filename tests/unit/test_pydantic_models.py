@@ -1,4 +1,4 @@
-"""tool_server.pydantic_models: the tool input schemas bridge.schema emits → pydantic models that accept what
+"""bridge.pydantic_models: the tool input schemas bridge.schema emits → pydantic models that accept what
 the server accepts and reject what it rejects (checked against the server's own validator)."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from mlflow.types import ColSpec, ParamSpec
 from mlflow.types.schema import Array, Object, Property
 from pydantic import BaseModel, ValidationError
 
+from bridge.pydantic_models import model_from_schema, to_arguments
 from bridge.schema import input_schema, output_schema, strict_variant
 from bridge.validation import ToolInputError, compile_validator
 from tests.unit.test_schema import SIGNATURES, columns, tensor
-from tool_server.pydantic_models import model_from_schema, to_arguments
 
 # One valid call per signature of tests/unit/test_schema.py (every shape input_schema emits).
 VALID: dict[str, dict[str, Any]] = {
@@ -242,3 +242,60 @@ def test_deeply_nested_arrays_of_objects_are_validated_all_the_way_down() -> Non
     assert to_arguments(model, {"grid": [[{"v": 1}], []]}) == {"grid": [[{"v": 1}], []]}
     with pytest.raises(ValidationError):
         model.model_validate({"grid": [[{"v": 1, "w": 2}]]})
+
+
+@pytest.mark.parametrize("name", list(SIGNATURES))
+def test_strict_models_accept_every_valid_call_too(name: str) -> None:
+    schema = input_schema(SIGNATURES[name])
+
+    model_from_schema(schema, name, strict=True).model_validate(VALID[name])
+
+
+@pytest.mark.parametrize(("name", "arguments"), INVALID)
+def test_strict_models_refuse_what_the_server_refuses(name: str, arguments: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        model_from_schema(input_schema(SIGNATURES[name]), name, strict=True).model_validate(arguments)
+
+
+def test_strict_column_models_take_json_types_only_but_integral_numbers_as_integers() -> None:
+    schema = input_schema(columns(ColSpec("long", "age"), ColSpec("double", "income"),
+                                  ColSpec("boolean", "ok")))
+    strict = model_from_schema(schema, "credit", strict=True)
+    lax = model_from_schema(schema, "credit")
+    coercions = [{"age": "40"}, {"age": True}, {"income": "1.5"}, {"ok": "yes"}, {"ok": 1}, {"age": 40.5}]
+
+    assert strict.model_validate({"age": 40.0, "income": 3, "ok": False}).model_dump() == {
+        "age": 40, "income": 3.0, "ok": False}
+    for coercion in coercions:
+        arguments = {"age": 40, "income": 1.0, "ok": True, **coercion}
+        assert not server_accepts(schema, arguments)
+        with pytest.raises(ValidationError):
+            strict.model_validate(arguments)
+    lax.model_validate({"age": "40", "income": "1.5", "ok": "yes"})  # what the LangChain toolkit keeps
+
+
+def test_strict_optional_columns_take_null_or_nothing() -> None:
+    schema = input_schema(columns(ColSpec("long", "age"), ColSpec("string", "city", required=False)))
+    model = model_from_schema(schema, "optional", strict=True)
+
+    assert model.model_validate({"age": 1}).model_dump() == {"age": 1, "city": None}
+    assert model.model_validate({"age": 1, "city": None}).model_dump() == {"age": 1, "city": None}
+    with pytest.raises(ValidationError):
+        model.model_validate({"age": 1, "city": 7})
+
+
+def test_strict_tensor_models_check_shape_and_number_type() -> None:
+    model = model_from_schema(input_schema(tensor("float64", (-1, 3))), "tensor", strict=True)
+
+    model.model_validate({"inputs": [[1, 2.5, 3]]})
+    for wrong in ([[1.0, 2.0]], [[1.0, "2", 3.0]], [[1.0, True, 3.0]], [[1.0, 2.0, 3.0]] * 2):
+        with pytest.raises(ValidationError):
+            model.model_validate({"inputs": wrong})
+
+
+def test_strict_models_refuse_a_field_keyed_by_its_python_name() -> None:
+    model = model_from_schema(input_schema(columns(ColSpec("double", "class"))), "odd", strict=True)
+
+    assert model.model_validate({"class": 1.0}).model_dump(by_alias=True) == {"class": 1.0}
+    with pytest.raises(ValidationError):
+        model.model_validate({"f_class": 1.0})
