@@ -56,17 +56,22 @@ def up(
     import uvicorn
     from pydantic import ValidationError
 
+    from bridge.runtime import BridgeSettings
+    from registry_sync import SyncSettings
     from tool_server.app import create_app
     from tool_server.embedded_mlflow import EmbeddedMlflow, MlflowStartError
     from tool_server.logs import configure_logging
     from tool_server.runtime import Runtime
-    from tool_server.settings import ObservabilitySettings, ServerSettings
+    from tool_server.settings import CacheSettings, ObservabilitySettings, SecuritySettings, ServerSettings
 
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "state_dir": state_dir,
                                                    "mlflow_uri": mlflow_uri}.items() if v is not None}
-    try:
-        configure_logging(ObservabilitySettings(), console)  # first: all that follows logs in that format
+    try:  # every setting checked before anything starts: a bad one is a message, not a traceback
+        observability = ObservabilitySettings()
+        configure_logging(observability, console)  # first: all that follows logs in that format
         settings = ServerSettings(**overrides)
+        concerns = {"sync": SyncSettings(), "bridge": BridgeSettings(), "security": SecuritySettings(),
+                    "cache": CacheSettings(), "observability": observability}
     except ValidationError as exc:
         console.print(f"[red]invalid setting:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -85,7 +90,8 @@ def up(
                 embedded.start()
             tracking_uri = embedded.uri
             console.print(f"MLflow UI and registry: [bold]{tracking_uri}[/bold] (data in {embedded.root})")
-        runtime = Runtime(settings, tracking_uri)  # before any MLflow call: it makes the client fail fast
+        # Before any MLflow call: it makes the client fail fast.
+        runtime = Runtime(settings, tracking_uri, **concerns)
         announce_admin_key(runtime.keys, settings.admin_key_path)
         # Before the demo's events: once an event fired, MLflow caches "no webhook for it" for a minute.
         _auto_register_webhook(settings, tracking_uri, embedded=embedded is not None)

@@ -51,7 +51,8 @@ def _response_cache(settings: CacheSettings, tracking_uri: str, metrics: Metrics
 class Runtime:
     def __init__(self, server: ServerSettings, tracking_uri: str, sync: SyncSettings | None = None,
                  bridge: BridgeSettings | None = None, security: SecuritySettings | None = None,
-                 cache: CacheSettings | None = None) -> None:
+                 cache: CacheSettings | None = None,
+                 observability: ObservabilitySettings | None = None) -> None:
         from registry_sync.mlflow_source import MlflowRegistry  # imports mlflow: only when serving
 
         _fail_fast_mlflow_client()
@@ -69,7 +70,7 @@ class Runtime:
         self.keys = KeyStore(self.engine)
         self.audit = AuditLog(self.engine)
         self.usage = UsageWriteback(MlflowRegistry(tracking_uri),
-                                    ObservabilitySettings().usage_writeback_seconds)
+                                    (observability or ObservabilitySettings()).usage_writeback_seconds)
         self.calls = Gateway(self.tools, self.tool, self.bridge.invoker, self.keys, self.audit,
                              RateLimiter(self.security.rate_limit_per_minute), error_code,
                              audit_inputs=self.security.audit_inputs, on_call=self.metrics.record_call,
