@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo up test check lock clean
+.PHONY: install demo up test check fuzz lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ test: install
 
 check: install
 	$(BIN)/python -m pytest tests/unit -q
+
+# Schemathesis against the served OpenAPI documents, FUZZ_EXAMPLES cases per operation, randomized (the seed
+# is printed with any failure; TOOLBRIDGE_FUZZ_SEED=<seed> make fuzz replays it). `make test` runs 30, fixed.
+FUZZ_EXAMPLES ?= 500
+fuzz: install
+	TOOLBRIDGE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/integration/test_fuzz.py -p no:cacheprovider
 
 lock: install
 	{ echo "# Exact versions CI and the README commands install (pip install -c constraints.txt). Regenerate: make lock"; \

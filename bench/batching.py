@@ -11,7 +11,8 @@ Sequential latency (one keep-alive client, interleaved rounds) shows what batchi
 throughput with concurrent clients (threads, one keep-alive client each, interleaved rounds) shows what it
 buys; the host's own counters say how many calls each batch merged. In-process: what checking each row with
 the version's pydantic models costs per call (`PayloadValidator.validate`, `ModelStore.predict` with and
-without it), beside the tool server's jsonschema check of the same call.
+without it), beside the tool server's jsonschema check of the same call, and the vectorised one-row DataFrame
+build (`loader._frame`) against the former one.
 
     .venv/bin/python -m bench.batching [--calls 1000] [--warmup 100] [--rounds 5] [--clients 16]
         [--duration 24] [--rounds-load 3] [--rows 256] [--checks 5000]
@@ -29,6 +30,7 @@ from typing import Any
 
 import httpx
 import mlflow
+import pandas as pd
 
 from bench.call_latency import (
     Load,
@@ -41,7 +43,7 @@ from bench.call_latency import (
 from bench.servers import ToolbridgeUp, wait_for
 from bench.stats import ms, ratio, summarize, table
 from bridge.hosts import free_port
-from bridge.model_host.loader import ModelStore
+from bridge.model_host.loader import _NUMPY_DTYPES, ModelStore, _frame
 from bridge.model_host.payload import validator_for
 from bridge.schema import input_schema, to_model_input
 from bridge.validation import compile_validator
@@ -87,6 +89,21 @@ def per_call(fn: Callable[[], Any], calls: int, rounds: int = 5) -> list[float]:
     return samples
 
 
+def former_frame(records: list[dict[str, Any]], columns: list[dict[str, Any]]) -> pd.DataFrame:
+    """The baseline: `loader._frame` before it was vectorised (from_records, then isna/astype per column)."""
+    names = [c["name"] for c in columns if "name" in c] or None
+    frame = pd.DataFrame.from_records(records, columns=names)
+    for column in columns:
+        dtype = _NUMPY_DTYPES.get(str(column.get("type")))
+        name = column.get("name")
+        if dtype is None or name not in frame:
+            continue
+        if frame[name].isna().any() and dtype.startswith("int"):
+            dtype = "float64"
+        frame[name] = frame[name].astype(dtype)
+    return frame
+
+
 def validation_cost(store: ModelStore, signature: dict[str, Any], rows: list[dict[str, Any]],
                     checks: int) -> None:
     """In-process: the per-call price of the host's pydantic check, beside the tool server's jsonschema
@@ -104,7 +121,13 @@ def validation_cost(store: ModelStore, signature: dict[str, Any], rows: list[dic
         return lambda: fn(items[next(counter) % len(items)])
 
     predicts = max(50, checks // 10)
+    columns = checked.columns
+    records = [payload["records"] for payload in payloads]
     ways = {  # name → (one call, calls per round)
+        "one-row DataFrame, `loader._frame` (vectorised)": (cycle(lambda r: _frame(r, columns), records),
+                                                            checks),
+        "one-row DataFrame, former `_frame` (baseline)": (cycle(lambda r: former_frame(r, columns), records),
+                                                          checks),
         "pydantic check, host (PayloadValidator.validate)": (cycle(validator.validate, payloads), checks),
         "jsonschema check, tool server (InputValidator.validate)": (cycle(jsonschema_check.validate, rows),
                                                                     checks),
@@ -117,11 +140,13 @@ def validation_cost(store: ModelStore, signature: dict[str, Any], rows: list[dic
             samples[name] += per_call(fn, calls, 1)
     s = {name: summarize(v) for name, v in samples.items()}
     with_check, without = s["ModelStore.predict with the check"], s["ModelStore.predict without it"]
+    frame, former = (s[name].median for name in list(s)[:2])
     print(table(["in-process, per call", "p50 µs", "p99 µs", "n"],
                 [[name, f"{x.median * 1e6:.1f}", f"{x.p99 * 1e6:.1f}", x.n] for name, x in s.items()]))
     print(f"the check adds {(with_check.median - without.median) * 1e6:.0f} µs to ModelStore.predict's p50 "
           f"({ratio(with_check.median, without.median)}); building the version's models at load: "
-          f"{ms(summarize(built).median)} ms p50")
+          f"{ms(summarize(built).median)} ms p50; the vectorised DataFrame build is {ratio(frame, former)} "
+          "the former one's p50")
 
 
 def report_latency(samples: dict[str, list[float]]) -> None:

@@ -39,7 +39,7 @@ from tests.conftest import FAST_SYNC, ToolbridgeProcess
 pytestmark = pytest.mark.integration
 
 # Read at import: the autouse `clean_environ` fixture hides TOOLBRIDGE_* variables from the tests themselves.
-EXAMPLES = int(os.environ.get("TOOLBRIDGE_FUZZ_EXAMPLES") or 20)
+EXAMPLES = int(os.environ.get("TOOLBRIDGE_FUZZ_EXAMPLES") or 30)
 LONG_RUN = "TOOLBRIDGE_FUZZ_EXAMPLES" in os.environ
 SEED = int(os.environ.get("TOOLBRIDGE_FUZZ_SEED") or random.randrange(2**32))
 DERANDOMIZE = not LONG_RUN and "TOOLBRIDGE_FUZZ_SEED" not in os.environ
