@@ -143,8 +143,9 @@ class WebhookVerifier:
 def _parse_body(delivery_id: str, sent_at: int, body: bytes) -> WebhookEvent:
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise WebhookRejected(f"delivery {delivery_id}: body is not JSON ({exc})") from exc
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        raise WebhookRejected(f"delivery {delivery_id}: body is not JSON we can read "
+                              f"({type(exc).__name__}: {str(exc)[:200]})") from exc
     if not isinstance(document, dict):
         raise WebhookRejected(f"delivery {delivery_id}: body must be a JSON object (entity, action, data)")
     entity, action, data = document.get("entity"), document.get("action"), document.get("data", {})

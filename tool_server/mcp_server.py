@@ -34,7 +34,7 @@ from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 from sse_starlette.sse import AppStatus
 
 from bridge.errors import BridgeError
-from bridge.invoker import ModelFailure, ToolNotFound, ToolUnavailable
+from bridge.invoker import ModelFailure, ModelRejectedInput, ToolNotFound, ToolUnavailable
 from bridge.toolspec import ToolSpec
 from bridge.validation import ToolInputError
 from tool_server.calls import CallContext
@@ -169,6 +169,9 @@ class McpEndpoint:
             return _error(f"There is no tool named {name!r}. Available tools: {available}.")
         except ToolUnavailable as exc:
             return _error(f"{exc}\nTry again in {exc.retry_after} seconds.")
+        except ModelRejectedInput as exc:  # valid by the schema, refused by the model: the caller can fix it
+            return _error(f"Tool {name!r} was not called successfully: the model rejected these arguments: "
+                          f"{exc}\nChange the arguments (e.g. smaller numbers) and call it again.")
         except ModelFailure as exc:
             return _error(f"Tool {name!r} failed: {exc}")
         except BridgeError as exc:

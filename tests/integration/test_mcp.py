@@ -112,6 +112,11 @@ async def test_bad_calls_are_errors_whose_text_names_each_field(toolbridge: Tool
         wrong = await client.call_tool("credit_risk", BAD_CREDIT_CALL)
         nothing = await client.call_tool("fin_sentiment", None)
         unknown = await client.call_tool("no_such_tool", {})
+        # Valid by the schema (an integer), refused by the model (past int64): still the caller's to fix.
+        huge = await client.call_tool("credit_risk", {"age": 2**70, "annual_income": 50000.0,
+                                                      "debt_to_income": 0.3, "late_payments_12m": 0})
+    assert huge.is_error and "the model rejected these arguments" in text_of(huge), text_of(huge)
+    assert "call it again" in text_of(huge)
     assert wrong.is_error and wrong.structured_content is None
     text = text_of(wrong)  # Dify ignores isError: the text alone must tell the LLM what to fix
     assert "field `age`: expected integer, got string 'forty'" in text, text

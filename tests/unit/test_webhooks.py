@@ -195,3 +195,8 @@ def test_rejections_belong_to_the_registry_sync_error_tree() -> None:
 def test_a_verifier_refuses_an_empty_secret_or_empty_limits(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         WebhookVerifier(**kwargs)
+
+
+def test_a_signed_body_nested_absurdly_deep_is_rejected_not_a_crash(verifier: WebhookVerifier) -> None:
+    deep = b"[" * 200_000 + b"]" * 200_000
+    assert "body is not JSON we can read (RecursionError" in rejection(verifier, *delivery(deep))
