@@ -30,7 +30,8 @@ __all__ = ["LoadedModel", "ModelStore", "ModelNotLoaded"]
 
 log = logging.getLogger(__name__)
 
-_NUMPY_DTYPES = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32", "boolean": "bool"}
+_NUMPY_DTYPES = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32",
+                 "boolean": "bool"}
 
 
 class ModelNotLoaded(KeyError):
@@ -137,7 +138,8 @@ class ModelStore:
     URI loads it again on demand.
     """
 
-    def __init__(self, memory_budget_bytes: int | None = None, resident_bytes: Callable[[], int] = _rss) -> None:
+    def __init__(self, memory_budget_bytes: int | None = None,
+                 resident_bytes: Callable[[], int] = _rss) -> None:
         self.memory_budget_bytes = memory_budget_bytes
         self._resident_bytes = resident_bytes
         self.evictions = 0
