@@ -26,7 +26,8 @@ from jsonschema.exceptions import SchemaError as JsonSchemaError
 from bridge.errors import BridgeError
 from bridge.schema import SchemaError
 
-__all__ = ["FieldProblem", "InputValidator", "ToolInputError", "compile_validator"]
+__all__ = ["FieldProblem", "InputValidator", "ToolInputError", "compile_validator", "expected_words",
+           "got_words"]
 
 MAX_PROBLEMS = 100  # a 10,000-cell tensor of strings must not produce a 10,000-line message
 _DATETIME_EXAMPLE = "2024-01-31T12:00:00Z"
@@ -272,3 +273,8 @@ def _got(value: Any) -> str:
         shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
         return f"object with fields {shown}" if names else "an empty object"
     return type(value).__name__
+
+
+# The wording of a field problem, shared with the model host's own check (bridge/model_host/payload.py).
+expected_words = _expected
+got_words = _got

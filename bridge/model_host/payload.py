@@ -26,9 +26,11 @@ from pydantic_core import ErrorDetails
 
 from bridge.pydantic_models import model_from_schema
 from bridge.schema import field_map, input_schema
-from bridge.validation import MAX_PROBLEMS
-from bridge.validation import _expected as expected_words  # the server's wording, shared on purpose
-from bridge.validation import _got as got_words
+from bridge.validation import (  # the tool server's wording, shared on purpose
+    MAX_PROBLEMS,
+    expected_words,
+    got_words,
+)
 
 __all__ = ["PayloadInvalid", "PayloadValidator", "validator_for"]
 
