@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-import yaml
 from fastapi import FastAPI
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
@@ -39,7 +38,7 @@ from bridge.toolspec import ModelFacts, ToolSpec, build_tool_spec
 from bridge.validation import compile_validator
 from registry_sync import ModelVersionRef
 from tool_server.openai_export import openai_tools
-from tool_server.openapi_export import build_openapi
+from tool_server.openapi_export import build_openapi, to_yaml
 from tool_server.wire import ModelRefPublic, ToolPublic
 
 BASE_URL = "http://127.0.0.1:8000"
@@ -150,8 +149,7 @@ def build_bench(sizes: list[int], repeats: int) -> None:
                 lambda s=specs: [compile_validator(x.input_schema, trusted=True) for x in s],
             "tool list (GET /tools body)": lambda s=specs: tool_list(s),
             "OpenAPI JSON (build_openapi + orjson)": lambda s=specs: orjson.dumps(build_openapi(s, BASE_URL)),
-            "OpenAPI YAML (GET /openapi.yaml)": lambda s=specs: yaml.safe_dump(
-                build_openapi(s, BASE_URL), sort_keys=False, allow_unicode=True),
+            "OpenAPI YAML (GET /openapi.yaml)": lambda s=specs: to_yaml(build_openapi(s, BASE_URL)),
             "OpenAI tools (openai_tools + orjson)": lambda s=specs: orjson.dumps(openai_tools(s)),
             BASELINE: lambda a=app: fastapi_openapi(a),
         }
