@@ -24,6 +24,7 @@ test: install
 	$(BIN)/python -m pytest
 
 check: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests/unit -q
 
 # Schemathesis against the served OpenAPI documents, FUZZ_EXAMPLES cases per operation, randomized (the seed

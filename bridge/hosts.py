@@ -52,9 +52,11 @@ class HostProcess:
         return self._process is not None and self._process.poll() is None
 
     def spawn(self) -> None:
-        env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TOOLBRIDGE_HOST_LOG": str(self.log_path), **self.env}
+        env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "TOOLBRIDGE_HOST_LOG": str(self.log_path),
+               **self.env}
         self._process = spawn_group(
-            [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-m", "bentoml", "serve", SERVICE,
+             "--host", "127.0.0.1", "--port", str(self.port)],
             self.log_path, env, self.pgid_file)
 
     async def start(self, timeout: float = 90.0) -> None:
@@ -66,7 +68,8 @@ class HostProcess:
         async with httpx.AsyncClient(timeout=2.0) as client:
             while time.monotonic() < deadline:
                 if not self.alive:
-                    raise HostStartError(f"model host {self.name} exited during start-up; see {self.log_path}")
+                    raise HostStartError(
+                        f"model host {self.name} exited during start-up; see {self.log_path}")
                 with contextlib.suppress(httpx.HTTPError):
                     if (await client.get(f"{self.base_url}/readyz")).status_code == 200:
                         return

@@ -32,9 +32,11 @@ class BridgeSettings(BaseSettings):
     call_timeout: float = Field(default=30.0, gt=0, description="seconds a model call may take")
     drain_grace: float = Field(default=10.0, ge=0, description="seconds an unapproved version keeps serving")
     keep_warm: float = Field(default=300.0, ge=0,
-                             description="seconds an unapproved version stays loaded, so a rollback is instant")
+                             description="seconds an unapproved version stays loaded, "
+                                         "so a rollback is instant")
     host_start_timeout: float = Field(default=120.0, gt=0)
-    shared_hosts: int = Field(default=1, ge=1, le=32, description="model hosts shared by all non-dedicated models")
+    shared_hosts: int = Field(
+        default=1, ge=1, le=32, description="model hosts shared by all non-dedicated models")
     host_memory_budget_mb: float | None = Field(
         default=None, gt=0, description="per model host; past it, least recently used versions are evicted")
     host_batching: bool = Field(default=True, description="model hosts run concurrent calls of one version "
@@ -46,8 +48,8 @@ class Bridge:
     def __init__(self, settings: BridgeSettings, log_dir: Path, tracking_uri: str,
                  cache: ResponseCache | None = None) -> None:
         self.settings = settings
-        # Both, explicitly: an MLFLOW_REGISTRY_URI inherited from the caller's shell would send `models:/` loads
-        # to another registry than the one the versions were approved in.
+        # Both, explicitly: an MLFLOW_REGISTRY_URI inherited from the caller's shell would send
+        # `models:/` loads to another registry than the one the versions were approved in.
         env = {"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri}
         if settings.host_memory_budget_mb is not None:
             env["TOOLBRIDGE_HOST_MEMORY_BUDGET_MB"] = str(settings.host_memory_budget_mb)
@@ -81,7 +83,8 @@ class Bridge:
 
     def catalog(self) -> list[ToolSpec]:
         """The live tools, one spec per tool (its champion's), sorted by name."""
-        return sorted((route.champion.spec for route in self.reconciler.routes.values()), key=lambda s: s.name)
+        return sorted((route.champion.spec for route in self.reconciler.routes.values()),
+                      key=lambda s: s.name)
 
     def _cacheable(self, spec: ToolSpec) -> bool:
         """Read from the latest snapshot, so a `toolbridge.cache=false` tag applies from the next pass; a

@@ -83,7 +83,8 @@ class InputValidator:
                 parsed = json.loads(value)
             except ValueError:
                 continue
-            if ("array" in kinds and isinstance(parsed, list)) or ("object" in kinds and isinstance(parsed, dict)):
+            if (("array" in kinds and isinstance(parsed, list))
+                    or ("object" in kinds and isinstance(parsed, dict))):
                 coerced[name] = parsed
         return coerced
 

@@ -43,6 +43,7 @@ credit and sensor data are synthetic.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -467,10 +468,8 @@ def _pip_requirements() -> list[str]:
 
     reqs = [f"scikit-learn=={version('scikit-learn')}", f"numpy=={version('numpy')}",
             f"pandas=={version('pandas')}"]
-    try:
+    with contextlib.suppress(Exception):  # skops is an mlflow dependency for sklearn's default format
         reqs.append(f"skops=={version('skops')}")
-    except Exception:  # pragma: no cover - skops is an mlflow dependency for sklearn's default format
-        pass
     return reqs
 
 

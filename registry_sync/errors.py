@@ -1,8 +1,10 @@
 """Errors raised by registry_sync.
 
     RegistrySyncError
-    ├── RegistryUnavailable   MLflow did not answer, answered 5xx, or timed out (fail-static: keep the last snapshot)
-    ├── MalformedEntry        one model version cannot be used (bad tag JSON, no signature...); excluded, pass goes on
+    ├── RegistryUnavailable   MLflow did not answer, answered 5xx, or timed out
+    │                         (fail-static: keep the last snapshot)
+    ├── MalformedEntry        one model version cannot be used (bad tag JSON, no signature...);
+    │                         excluded, pass goes on
     ├── WebhookRejected       an incoming webhook failed verification (signature, age, replay, body): 401
     └── WebhookSetupFailed    MLflow refused to create or update our webhook (URL scheme, private IP...)
 """

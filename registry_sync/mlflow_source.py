@@ -81,7 +81,8 @@ class MlflowRegistry:
                 if not token:
                     return models
         except MlflowException as exc:
-            raise RegistryUnavailable(f"MLflow at {self.tracking_uri} could not list models: {exc.message}") from exc
+            raise RegistryUnavailable(
+                f"MLflow at {self.tracking_uri} could not list models: {exc.message}") from exc
         except OSError as exc:
             raise RegistryUnavailable(f"MLflow at {self.tracking_uri} is unreachable: {exc}") from exc
 
@@ -101,7 +102,8 @@ class MlflowRegistry:
         except MlflowException as exc:
             if _is_not_found(exc):
                 raise MalformedEntry(f"{uri}: {exc.message}") from exc
-            raise RegistryUnavailable(f"MLflow at {self.tracking_uri} could not read {uri}: {exc.message}") from exc
+            raise RegistryUnavailable(
+                f"MLflow at {self.tracking_uri} could not read {uri}: {exc.message}") from exc
         except OSError as exc:
             raise RegistryUnavailable(f"MLflow at {self.tracking_uri} is unreachable: {exc}") from exc
         except (ValueError, KeyError, TypeError) as exc:

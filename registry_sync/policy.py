@@ -91,7 +91,9 @@ def _canary_weight(model: RegisteredModelInfo) -> float | str:
     return weight
 
 
-def _model_candidates(model: RegisteredModelInfo, policy: ApprovalPolicy) -> tuple[list[Candidate], list[str]]:
+def _model_candidates(
+    model: RegisteredModelInfo, policy: ApprovalPolicy
+) -> tuple[list[Candidate], list[str]]:
     """Candidates of one model, or the reason (for each aliased version) why there are none."""
     if model.tags.get(TAG_ENABLED, "true").strip().lower() in {"false", "0", "no", "off"}:
         return [], []  # opted out: withdrawn silently, as the data scientist asked

@@ -63,7 +63,8 @@ class InMemoryRegistry:
         try:
             return self.versions[(name, version)]
         except KeyError:
-            raise MalformedEntry(f"alias points at version {version} of {name!r}, which does not exist") from None
+            raise MalformedEntry(
+                f"alias points at version {version} of {name!r}, which does not exist") from None
 
     def write_usage(self, usage: ModelUsage) -> None:
         self.usage_writes += 1

@@ -10,9 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 class ModelVersionRef(BaseModel):
     """One approved model version as the registry describes it (no model loaded).
 
-    `signature` is MLflow's signature as stored in MLmodel, parsed: ``{"inputs": [...], "outputs": [...] | None,
-    "params": [...] | None}``, each a list of MLflow column/tensor/param specs. `None` when the version has none.
-    `input_example` is the example as records (list of dicts) for column models, or a nested list for tensors.
+    `signature` is MLflow's signature as stored in MLmodel, parsed:
+    ``{"inputs": [...], "outputs": [...] | None, "params": [...] | None}``, each a list of MLflow
+    column/tensor/param specs. `None` when the version has none. `input_example` is the example as
+    records (list of dicts) for column models, or a nested list for tensors.
     """
 
     model_config = ConfigDict(frozen=True)

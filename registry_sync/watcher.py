@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -68,10 +69,8 @@ class RegistryWatcher:
             if self.status.consecutive_failures:
                 backoff = min(MAX_BACKOFF, self.poll_interval * 2 ** min(self.status.consecutive_failures, 6))
                 delay = backoff * random.uniform(0.5, 1.0)  # jitter so replicas do not hammer MLflow together
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except TimeoutError:
-                pass
             self._wake.clear()
 
     async def sync_once(self) -> SyncPlan:
@@ -99,7 +98,8 @@ class RegistryWatcher:
         problems: list[Exclusion] = list(excluded)
         keyed = {(c.model.name, c.version, c.model.last_updated_timestamp): c for c in candidates}
         missing = [key for key in keyed if key not in self._details]
-        # Fetches are network-bound: a few at once make a cold pass over a large registry several times faster.
+        # Fetches are network-bound: a few at once make a cold pass over a large registry several
+        # times faster.
         with ThreadPoolExecutor(FETCH_CONCURRENCY) as pool:
             for key, details in zip(missing, pool.map(lambda k: self._fetch(keyed[k]), missing), strict=True):
                 self._details[key] = details

@@ -97,8 +97,8 @@ class ToolbridgeProcess:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL,
                                             # never the default 5000: a parallel run may hold it
-                                            env={**_inherited_environ(), "TOOLBRIDGE_MLFLOW_PORT": str(free_port()),
-                                                 **env},
+                                            env={**_inherited_environ(),
+                                                 "TOOLBRIDGE_MLFLOW_PORT": str(free_port()), **env},
                                             start_new_session=True)
 
     def wait_healthy(self, timeout: float = 180.0) -> None:
@@ -133,8 +133,10 @@ class ToolbridgeProcess:
 
 
 FAST_SYNC = {"TOOLBRIDGE_POLL_INTERVAL": "1", "TOOLBRIDGE_DRAIN_GRACE": "2", "TOOLBRIDGE_KEEP_WARM": "5",
-             "TOOLBRIDGE_HOST_MEMORY_BUDGET_MB": "2048", "TOOLBRIDGE_WEBHOOK_SECRET": "shared-test-secret-0123456789",
-             "TOOLBRIDGE_RATE_LIMIT_PER_MINUTE": "1000000"}  # load tests share the admin key; 429s have their own
+             "TOOLBRIDGE_HOST_MEMORY_BUDGET_MB": "2048",
+             "TOOLBRIDGE_WEBHOOK_SECRET": "shared-test-secret-0123456789",
+             # load tests share the admin key; 429s have their own
+             "TOOLBRIDGE_RATE_LIMIT_PER_MINUTE": "1000000"}
 
 
 def admin_headers(url: str) -> dict[str, str]:
@@ -145,7 +147,8 @@ def admin_headers(url: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def toolbridge(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToolbridgeProcess]:
     """The tool server against the shared test MLflow server, polling every second."""
-    server = ToolbridgeProcess(["--mlflow-uri", mlflow_server], tmp_path_factory.mktemp("toolbridge"), FAST_SYNC)
+    server = ToolbridgeProcess(["--mlflow-uri", mlflow_server], tmp_path_factory.mktemp("toolbridge"),
+                               FAST_SYNC)
     try:
         server.wait_healthy()
         yield server
@@ -154,7 +157,8 @@ def toolbridge(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def tools_by_name(url: str) -> dict[str, Any]:
-    return {tool["name"]: tool for tool in httpx.get(f"{url}/tools", headers=admin_headers(url), timeout=10).json()}
+    tools = httpx.get(f"{url}/tools", headers=admin_headers(url), timeout=10).json()
+    return {tool["name"]: tool for tool in tools}
 
 
 @pytest.fixture(scope="session")

@@ -30,9 +30,9 @@ __all__ = ["CallContext", "ErrorCode", "Gateway", "InvalidBody", "decode_argumen
 
 # (HTTP status, error kind) of an exception; supplied by tool_server.errors, the one place that maps them.
 ErrorCode = Callable[[BaseException], tuple[int, str]]
-CLIENT_CLOSED = (499, "client_closed")
+CLIENT_CLOSED = (499, "client_closed")  # the caller hung up before the answer (nginx's convention)
 # (tool, version, channel, outcome, seconds) of every call: the metrics hook.
-CallObserver = Callable[[str, str, str, str, float], None]  # the caller hung up before the answer (nginx's convention)
+CallObserver = Callable[[str, str, str, str, float], None]
 # (model name, version that answered or None, outcome) of each call that reached a model's tool: usage counts.
 UsageObserver = Callable[[str, str | None, str], None]
 

@@ -44,7 +44,8 @@ def _port_or_free(preferred: int) -> int:
 
 @app.command()
 def up(
-    demo: Annotated[bool, typer.Option(help="train and register the demo models, with alias champion")] = False,
+    demo: Annotated[bool, typer.Option(help="train and register the demo models, "
+                                            "with alias champion")] = False,
     host: Annotated[str | None, typer.Option(help="interface to listen on [default: 127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on [default: 8000]")] = None,
     state_dir: Annotated[Path | None, typer.Option(help="where the embedded MLflow, logs and keys live "
@@ -81,7 +82,8 @@ def up(
 
         reaped = reap_stale_groups(settings.state_dir)
         if reaped:
-            console.print(f"Stopped {len(reaped)} server(s) left running by an earlier run that did not stop cleanly")
+            console.print(f"Stopped {len(reaped)} server(s) left running by an earlier run "
+                          "that did not stop cleanly")
     try:
         tracking_uri = settings.mlflow_uri
         if tracking_uri is None:
@@ -204,7 +206,8 @@ def status(url: UrlOption = DEFAULT_URL) -> None:
                   + (f", last error: {sync['last_error']}" if sync["last_error"] else ""))
     table = Table("tool", "model", "version", "role", "state", "reason")
     for row in body["versions"]:
-        table.add_row(row["tool"], row["model"], row["version"], row["role"], row["state"], row["reason"] or "")
+        table.add_row(row["tool"], row["model"], row["version"], row["role"], row["state"],
+                      row["reason"] or "")
     for row in body["excluded"]:
         table.add_row("", row["name"], row["version"], "", "excluded", row["reason"])
     console.print(table)

@@ -70,8 +70,10 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list(state_dir: StateDir = DEFAULT_STATE,
-              as_json: Annotated[bool, typer.Option("--json", help="JSON lines, for scripts")] = False) -> None:
+def keys_list(
+    state_dir: StateDir = DEFAULT_STATE,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines, for scripts")] = False,
+) -> None:
     """Every key: name, id, scopes, state, dates. Never the keys themselves."""
     from tool_server.keys import KeyStore
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 
 from bridge.process_group import spawn_group, stop_group
-
 from tool_server.settings import persistent_secret
 
 __all__ = ["EmbeddedMlflow", "MlflowStartError"]

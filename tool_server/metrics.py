@@ -29,8 +29,10 @@ class _RuntimeCollector(Collector):
         sync = self.runtime.watcher.status
         yield GaugeMetricFamily("toolbridge_live_tools", "Tools currently callable",
                                 value=len(self.runtime.tools()))
-        yield CounterMetricFamily("toolbridge_sync_passes", "Registry passes that succeeded", value=sync.passes)
-        yield CounterMetricFamily("toolbridge_sync_failures", "Registry passes that failed", value=sync.failures)
+        yield CounterMetricFamily("toolbridge_sync_passes", "Registry passes that succeeded",
+                                  value=sync.passes)
+        yield CounterMetricFamily("toolbridge_sync_failures", "Registry passes that failed",
+                                  value=sync.failures)
         yield CounterMetricFamily("toolbridge_sync_version_fetches",
                                   "Model version details read from MLflow", value=sync.fetches)
         age = time.time() - sync.last_success_at if sync.last_success_at else float("nan")
@@ -40,7 +42,8 @@ class _RuntimeCollector(Collector):
                                 value=1.0 if sync.state == "degraded" else 0.0)
         restarts = CounterMetricFamily("toolbridge_host_restarts", "Model host restarts after a crash",
                                        labels=["host"])
-        alive = GaugeMetricFamily("toolbridge_host_up", "1 while the model host process runs", labels=["host"])
+        alive = GaugeMetricFamily("toolbridge_host_up", "1 while the model host process runs",
+                                  labels=["host"])
         for name, process in list(self.runtime.bridge.hosts.processes.items()):
             restarts.add_metric([name], process.restarts)
             alive.add_metric([name], 1.0 if process.alive else 0.0)
@@ -56,7 +59,8 @@ class Metrics:
         self.calls = Counter("toolbridge_tool_calls", "Tool invocations",
                              ["tool", "version", "channel", "outcome"], registry=self.registry)
         self.latency = Histogram("toolbridge_tool_call_seconds", "Tool invocation latency, end to end",
-                                 ["tool", "version", "channel"], buckets=LATENCY_BUCKETS, registry=self.registry)
+                                 ["tool", "version", "channel"], buckets=LATENCY_BUCKETS,
+                                 registry=self.registry)
         self.cache_hits = Counter("toolbridge_cache_hits", "Tool calls answered from the response cache",
                                   ["tool"], registry=self.registry)
         self.cache_misses = Counter("toolbridge_cache_misses", "Cacheable tool calls the model had to answer",

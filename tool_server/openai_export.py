@@ -12,7 +12,8 @@ __all__ = ["openai_tool", "openai_tools", "strict_problems"]
 
 NAME_RULE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_DESCRIPTION = 1024  # longer function descriptions are refused by some OpenAI-compatible servers
-# Keywords strict mode does not accept; they stay in our own schema (validated server-side), not in the export.
+# Keywords strict mode does not accept; they stay in our own schema (validated server-side),
+# not in the export.
 _UNSUPPORTED = ("contentEncoding",)
 
 

@@ -172,7 +172,8 @@ class CacheSettings(BaseSettings):
 
     @property
     def mode(self) -> str:
-        """off | memory | redis: a URL alone turns Redis on; an explicit mode wins (off, to pause the cache)."""
+        """off | memory | redis: a URL alone turns Redis on; an explicit mode wins (off, to pause
+        the cache)."""
         if self.cache is None:
             return "redis" if self.cache_url is not None else "off"
         return self.cache

@@ -33,11 +33,14 @@ def test_served_openapi_validates_and_has_an_operation_per_live_tool(
     assert yaml.safe_load(get(toolbridge, "/openapi.yaml").text) == document
 
 
-def test_one_tool_openapi_holds_just_that_tool(toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]) -> None:
+def test_one_tool_openapi_holds_just_that_tool(
+    toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]
+) -> None:
     document = get(toolbridge, "/tools/credit_risk/openapi.json").json()
     validate(document)
     assert list(document["paths"]) == ["/tools/credit_risk/invoke"]
-    missing = httpx.get(f"{toolbridge.url}/tools/nope/openapi.json", headers=admin_headers(toolbridge.url), timeout=10)
+    missing = httpx.get(f"{toolbridge.url}/tools/nope/openapi.json", headers=admin_headers(toolbridge.url),
+                        timeout=10)
     assert missing.status_code == 404
 
 
@@ -57,7 +60,8 @@ def test_a_strict_client_sending_null_for_an_optional_field_is_accepted(
 ) -> None:
     arguments = {"age": 35, "annual_income": 55000.0, "debt_to_income": 0.3, "late_payments_12m": 1,
                  "employment_years": None}
-    answer = httpx.post(f"{toolbridge.url}/tools/credit_risk/invoke", headers=admin_headers(toolbridge.url), json=arguments, timeout=30)
+    answer = httpx.post(f"{toolbridge.url}/tools/credit_risk/invoke", headers=admin_headers(toolbridge.url),
+                        json=arguments, timeout=30)
     assert answer.status_code == 200, answer.text
     assert set(answer.json()["probabilities"]) == {"0", "1"}
 
@@ -65,7 +69,8 @@ def test_a_strict_client_sending_null_for_an_optional_field_is_accepted(
 def test_a_dify_call_with_the_tensor_sent_as_json_text_is_answered(
     toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]
 ) -> None:
-    answer = httpx.post(f"{toolbridge.url}/tools/machine_failure/invoke", headers=admin_headers(toolbridge.url),
+    answer = httpx.post(f"{toolbridge.url}/tools/machine_failure/invoke",
+                        headers=admin_headers(toolbridge.url),
                         json={"inputs": "[[70.0, 2.0, 5.0, 1500.0]]"}, timeout=30)
     assert answer.status_code == 200, answer.text
     assert answer.json()["label"] in (0, 1)

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.integration
 
 
 def hosts(url: str) -> dict[str, dict[str, Any]]:
-    return {host["name"]: host for host in httpx.get(f"{url}/status", headers=admin_headers(url), timeout=30).json()["hosts"]}
+    status = httpx.get(f"{url}/status", headers=admin_headers(url), timeout=30).json()
+    return {host["name"]: host for host in status["hosts"]}
 
 
 def test_twenty_models_share_one_host_within_its_memory_budget(
@@ -72,11 +73,13 @@ def test_dedicated_model_gets_its_own_host_and_its_crash_touches_no_other_tool(
     # The other tools never notice: same host processes, every call answered.
     assert all(call(toolbridge.url, tool).status_code == 200 for tool in ("fin_sentiment",) * 20)
     assert shared_groups - dedicated_groups <= set(host_groups(toolbridge.log_path.parent))
-    wait_for(lambda: call(toolbridge.url, "isolated_probe").status_code == 200, 180, "dedicated host restarted")
+    wait_for(lambda: call(toolbridge.url, "isolated_probe").status_code == 200, 180,
+             "dedicated host restarted")
 
     client.delete_registered_model_alias("isolated_probe", "champion")
     wait_for(lambda: "dedicated-isolated_probe" not in hosts(toolbridge.url), 60, "dedicated host retired")
-    assert httpx.post(f"{toolbridge.url}/tools/isolated_probe/invoke", headers=admin_headers(toolbridge.url), json=HEADLINE, timeout=10).status_code == 404
+    assert httpx.post(f"{toolbridge.url}/tools/isolated_probe/invoke", headers=admin_headers(toolbridge.url),
+                      json=HEADLINE, timeout=10).status_code == 404
 
 
 def pids_listening(url: str) -> list[int]:

@@ -107,7 +107,8 @@ def test_a_tool_call_from_a_chat_model_gets_a_json_tool_message(tools: dict[str,
 def test_a_server_side_422_reaches_the_model_as_field_messages(toolbridge: ToolbridgeProcess,
                                                                demo_tools: dict[str, Any]) -> None:
     # Without local validation LangChain passes anything through, so the server's validation speaks.
-    with ToolbridgeToolkit(toolbridge.url, api_key=toolbridge.admin_key, validate_locally=False, names=["credit_risk"]) as toolkit:
+    with ToolbridgeToolkit(toolbridge.url, api_key=toolbridge.admin_key, validate_locally=False,
+                           names=["credit_risk"]) as toolkit:
         (credit,) = toolkit.get_tools()
         bad = {"age": "forty", "annual_income": 50000.0, "debt_ratio": 0.2}
 
@@ -167,7 +168,8 @@ def test_the_async_client_and_async_tools_work(toolbridge: ToolbridgeProcess,
             status = await client.status()
             with pytest.raises(ToolCallError) as invalid:
                 await client.invoke("fin_sentiment", {"headline": 42})
-        async with ToolbridgeToolkit(toolbridge.url, api_key=toolbridge.admin_key, names=["fin_sentiment"]) as toolkit:
+        async with ToolbridgeToolkit(toolbridge.url, api_key=toolbridge.admin_key,
+                                     names=["fin_sentiment"]) as toolkit:
             (tool,) = await toolkit.aget_tools()
             # Several calls at once share the toolkit's one async connection pool.
             results = await asyncio.gather(*(tool.ainvoke({"headline": GOOD_NEWS}) for _ in range(3)))

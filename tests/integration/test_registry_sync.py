@@ -31,9 +31,10 @@ def test_each_registry_edit_reaches_the_catalog_by_polling(
              "description edit")
 
     client.set_registered_model_tag("poll_probe", "toolbridge.tool_name", "headline_mood")
-    wait_for(lambda: "headline_mood" in (tools := tools_by_name(toolbridge.url)) and "poll_probe" not in tools,
-             60, "rename by tag")
-    answer = httpx.post(f"{toolbridge.url}/tools/headline_mood/invoke", headers=admin_headers(toolbridge.url), json=HEADLINE, timeout=30)
+    wait_for(lambda: "headline_mood" in (tools := tools_by_name(toolbridge.url))
+             and "poll_probe" not in tools, 60, "rename by tag")
+    answer = httpx.post(f"{toolbridge.url}/tools/headline_mood/invoke", headers=admin_headers(toolbridge.url),
+                        json=HEADLINE, timeout=30)
     assert answer.status_code == 200 and answer.json()["model"] == {"name": "poll_probe", "version": first}
 
     client.set_registered_model_tag("poll_probe", "toolbridge.enabled", "false")

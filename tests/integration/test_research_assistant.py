@@ -123,7 +123,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_command_line_prints_the_evidence_or_says_how_to_configure_an_llm(
         toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]) -> None:
-    offline = run_cli("--url", toolbridge.url, "--api-key", toolbridge.admin_key, "--no-llm", DEFAULT_QUESTION)
+    offline = run_cli("--url", toolbridge.url, "--api-key", toolbridge.admin_key, "--no-llm",
+                      DEFAULT_QUESTION)
     unconfigured = run_cli("--url", toolbridge.url, "--api-key", toolbridge.admin_key, DEFAULT_QUESTION)
 
     assert offline.returncode == 0, offline.stderr

@@ -1,4 +1,5 @@
-"""Security against the real running server: keys, per-caller catalog, audit under load, limits, log hygiene."""
+"""Security against the real running server: keys, per-caller catalog, audit under load, limits,
+log hygiene."""
 
 from __future__ import annotations
 
@@ -66,12 +67,13 @@ def restricted_tool(toolbridge: ToolbridgeProcess, mlflow_server: str, demo_tool
 
 def test_without_a_valid_key_every_route_but_healthz_answers_401(toolbridge: ToolbridgeProcess,
                                                                   demo_tools: dict[str, Any]) -> None:
-    gets = ["/tools", "/tools/fin_sentiment", "/openapi.json", "/openapi.yaml", "/tools/fin_sentiment/openapi.json",
-            "/openai/tools", "/status", "/audit"]
+    gets = ["/tools", "/tools/fin_sentiment", "/openapi.json", "/openapi.yaml",
+            "/tools/fin_sentiment/openapi.json", "/openai/tools", "/status", "/audit"]
     posts = ["/tools/fin_sentiment/invoke", f"/tools/fin_sentiment/versions/"
              f"{demo_tools['fin_sentiment']['model']['version']}/invoke", "/mcp"]
     with httpx.Client(base_url=toolbridge.url, timeout=10) as http:
-        for headers in ({}, bearer("tb_not_a_key"), {"X-API-Key": "tb_not_a_key"}, {"Authorization": "Basic eA=="}):
+        for headers in ({}, bearer("tb_not_a_key"), {"X-API-Key": "tb_not_a_key"},
+                        {"Authorization": "Basic eA=="}):
             answers = [http.get(p, headers=headers) for p in gets]
             answers += [http.post(p, json=HEADLINE, headers={**headers, "Accept": "application/json, "
                                                               "text/event-stream"}) for p in posts]
@@ -105,7 +107,9 @@ def test_a_scoped_key_sees_and_calls_only_its_tools(toolbridge: ToolbridgeProces
         assert names(http.get("/tools")) == {"credit_risk"}  # Bearer works as well as X-API-Key
 
 
-def test_a_revoked_key_stops_working_at_once(toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]) -> None:
+def test_a_revoked_key_stops_working_at_once(
+    toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]
+) -> None:
     key = issue(toolbridge, "short-lived", "fin_*")
     assert httpx.post(f"{toolbridge.url}/tools/fin_sentiment/invoke", json=HEADLINE, headers=bearer(key),
                       timeout=30).status_code == 200
@@ -161,7 +165,8 @@ def hammer(url: str, key: str, calls: int, clients: int) -> list[int]:
     """`calls` invocations spread over `clients` concurrent HTTP clients; their status codes."""
     def client_run(n: int) -> list[int]:
         with httpx.Client(base_url=url, headers=bearer(key), timeout=60) as http:
-            return [http.post("/tools/fin_sentiment/invoke", json={"headline": f"Acme news {n}-{i}"}).status_code
+            return [http.post("/tools/fin_sentiment/invoke",
+                              json={"headline": f"Acme news {n}-{i}"}).status_code
                     for i in range(calls // clients)]
 
     with ThreadPoolExecutor(clients) as pool:
@@ -185,7 +190,9 @@ def test_2000_concurrent_calls_leave_exactly_2000_audit_records(toolbridge: Tool
           f"p50 latency in audit {sorted(r['latency_ms'] for r in records)[1000]:.1f} ms")
 
 
-def test_the_request_id_is_returned_and_audited(toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]) -> None:
+def test_the_request_id_is_returned_and_audited(
+    toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]
+) -> None:
     before = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
     answer = httpx.post(f"{toolbridge.url}/tools/fin_sentiment/invoke", json=HEADLINE,
                         headers={**toolbridge.headers, "X-Request-ID": "trace-42.a"}, timeout=30)
@@ -199,7 +206,8 @@ def test_the_request_id_is_returned_and_audited(toolbridge: ToolbridgeProcess, d
 
 def test_a_clean_shutdown_loses_no_audit_record(mlflow_server: str, demo_tools: dict[str, Any],
                                                 tmp_path: Path) -> None:
-    """A dedicated server: 2,000 calls, Ctrl-C, then the exported log holds all 2,000 (with inputs, as asked)."""
+    """A dedicated server: 2,000 calls, Ctrl-C, then the exported log holds all 2,000
+    (with inputs, as asked)."""
     server = ToolbridgeProcess(["--mlflow-uri", mlflow_server], tmp_path / "state",
                                {**FAST_SYNC, "TOOLBRIDGE_AUDIT_INPUTS": "true"})
     try:
@@ -227,7 +235,8 @@ def test_a_clean_shutdown_loses_no_audit_record(mlflow_server: str, demo_tools: 
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_over_mcp_a_scoped_key_lists_and_calls_only_its_tools_and_is_audited(
-        toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any], restricted_tool: str, anyio_backend: str) -> None:
+        toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any], restricted_tool: str,
+        anyio_backend: str) -> None:
     import httpx2
     from mcp import Client, ClientSession
     from mcp.client.streamable_http import streamable_http_client
@@ -245,13 +254,16 @@ async def test_over_mcp_a_scoped_key_lists_and_calls_only_its_tools_and_is_audit
     assert texts[0].replace(restricted_tool, "X") == texts[1].replace("no_such_tool", "X")
     assert "may not call" in texts[0]
     legacy_http = httpx2.AsyncClient(headers=bearer(key), timeout=httpx2.Timeout(30, read=300))
-    async with legacy_http, streamable_http_client(f"{toolbridge.url}/mcp", http_client=legacy_http) as (r, w), \
-            ClientSession(r, w) as session:
+    async with (
+        legacy_http,
+        streamable_http_client(f"{toolbridge.url}/mcp", http_client=legacy_http) as (r, w),
+        ClientSession(r, w) as session,
+    ):
         await session.initialize()
         assert {t.name for t in (await session.list_tools()).tools} == {"credit_risk", "fin_sentiment"}
         assert not (await session.call_tool("fin_sentiment", HEADLINE)).is_error
-    records = httpx.get(f"{toolbridge.url}/audit", params={"key_name": "mcp-agent"}, headers=toolbridge.headers,
-                        timeout=30).json()
+    records = httpx.get(f"{toolbridge.url}/audit", params={"key_name": "mcp-agent"},
+                        headers=toolbridge.headers, timeout=30).json()
     assert [(r["tool"], r["channel"], r["outcome"], r["status"]) for r in records] == [
         ("fin_sentiment", "mcp", "ok", 200), (restricted_tool, "mcp", "denied", 403),
         ("no_such_tool", "mcp", "denied", 403), ("fin_sentiment", "mcp", "ok", 200)]

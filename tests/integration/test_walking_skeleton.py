@@ -31,20 +31,25 @@ def test_catalog_lists_each_promoted_model_with_schemas(demo_tools: dict[str, An
     assert demo_tools["machine_failure"]["input_schema"]["properties"].keys() == {"inputs"}
 
 
-def test_each_demo_tool_answers_a_correct_call(toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]) -> None:
+def test_each_demo_tool_answers_a_correct_call(
+    toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]
+) -> None:
     good_news = invoke(toolbridge.url, "fin_sentiment",
-                       {"headline": "Acme Corp beats quarterly earnings estimates and raises full-year guidance"})
+                       {"headline": "Acme Corp beats quarterly earnings estimates "
+                                    "and raises full-year guidance"})
     assert good_news.status_code == 200, good_news.text
     body = good_news.json()
     assert body["label"] == "positive"
     assert set(body["probabilities"]) == {"negative", "neutral", "positive"}
-    assert body["model"] == {"name": "fin_sentiment", "version": demo_tools["fin_sentiment"]["model"]["version"]}
+    assert body["model"] == {"name": "fin_sentiment",
+                             "version": demo_tools["fin_sentiment"]["model"]["version"]}
 
     applicant = {"age": 41, "annual_income": 72000.0, "debt_to_income": 0.22, "late_payments_12m": 0}
     risky = {"age": 23, "annual_income": 18000.0, "debt_to_income": 0.85, "late_payments_12m": 6,
              "employment_years": 0.5}
     safe_answer, risky_answer = (invoke(toolbridge.url, "credit_risk", a) for a in (applicant, risky))
-    assert safe_answer.status_code == 200 and risky_answer.status_code == 200, (safe_answer.text, risky_answer.text)
+    assert safe_answer.status_code == 200 and risky_answer.status_code == 200, (
+        safe_answer.text, risky_answer.text)
     assert risky_answer.json()["probabilities"]["1"] > safe_answer.json()["probabilities"]["1"]
 
     sensor = invoke(toolbridge.url, "machine_failure", {"inputs": [[70.0, 2.0, 5.0, 1500.0]]})
@@ -52,8 +57,11 @@ def test_each_demo_tool_answers_a_correct_call(toolbridge: ToolbridgeProcess, de
     assert sensor.json()["model"]["name"] == "machine_failure"
 
 
-def test_bad_arguments_get_a_422_naming_each_field(toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]) -> None:
-    answer = invoke(toolbridge.url, "credit_risk", {"age": "forty", "annual_income": 50000.0, "debt_ratio": 0.2})
+def test_bad_arguments_get_a_422_naming_each_field(
+    toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]
+) -> None:
+    answer = invoke(toolbridge.url, "credit_risk",
+                    {"age": "forty", "annual_income": 50000.0, "debt_ratio": 0.2})
     assert answer.status_code == 422
     problems = {p["field"]: p for p in answer.json()["problems"]}
     assert {"age", "debt_ratio", "debt_to_income", "late_payments_12m"} <= problems.keys()
@@ -66,8 +74,11 @@ def test_unknown_tool_is_a_404_that_points_to_the_catalog(toolbridge: Toolbridge
     assert "GET /tools" in answer.json()["message"]
 
 
-def test_openapi_has_one_operation_per_tool(toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]) -> None:
-    spec = httpx.get(f"{toolbridge.url}/openapi.json", headers=admin_headers(toolbridge.url), timeout=10).json()
+def test_openapi_has_one_operation_per_tool(
+    toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]
+) -> None:
+    spec = httpx.get(f"{toolbridge.url}/openapi.json", headers=admin_headers(toolbridge.url),
+                     timeout=10).json()
     operations = {op["post"]["operationId"] for op in spec["paths"].values()}
     assert operations >= set(DEMO_MODEL_NAMES)
     assert spec["servers"][0]["url"] == toolbridge.url

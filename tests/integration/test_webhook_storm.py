@@ -29,7 +29,9 @@ def delivery(event: dict[str, object]) -> tuple[bytes, dict[str, str]]:
                   "X-MLflow-Timestamp": now, "X-MLflow-Signature": sign(SECRET, delivery_id, now, body)}
 
 
-def test_webhook_storm_converges_to_the_registry_state(toolbridge: ToolbridgeProcess, mlflow_server: str) -> None:
+def test_webhook_storm_converges_to_the_registry_state(
+    toolbridge: ToolbridgeProcess, mlflow_server: str
+) -> None:
     client = MlflowClient(tracking_uri=mlflow_server)
     versions = [register("storm_probe", mlflow_server) for _ in range(2)]
     client.set_registered_model_alias("storm_probe", "champion", versions[0])
@@ -42,7 +44,8 @@ def test_webhook_storm_converges_to_the_registry_state(toolbridge: ToolbridgePro
         return str(answer.json()["model"]["version"]) if answer.status_code == 200 else None
 
     wait_for(lambda: answering() == versions[0], 120, f"storm_probe live\n{server.log()}")
-    passes_before = httpx.get(f"{server.url}/status", headers=server.headers, timeout=10).json()["sync"]["passes"]
+    passes_before = httpx.get(f"{server.url}/status", headers=server.headers,
+                              timeout=10).json()["sync"]["passes"]
 
     rng = random.Random(7)
     events = [{"entity": "model_version_alias", "action": rng.choice(["created", "deleted"]),
@@ -55,7 +58,8 @@ def test_webhook_storm_converges_to_the_registry_state(toolbridge: ToolbridgePro
     client.set_registered_model_alias("storm_probe", "champion", versions[1])  # the truth moves meanwhile
 
     def send(item: tuple[bytes, dict[str, str]]) -> int:
-        return httpx.post(f"{server.url}/hooks/mlflow", content=item[0], headers=item[1], timeout=30).status_code
+        return httpx.post(f"{server.url}/hooks/mlflow", content=item[0], headers=item[1],
+                          timeout=30).status_code
 
     with ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(send, deliveries))
@@ -64,7 +68,8 @@ def test_webhook_storm_converges_to_the_registry_state(toolbridge: ToolbridgePro
 
     wait_for(lambda: answering() == versions[1], 60, f"convergence to version {versions[1]}\n{server.log()}")
     status = httpx.get(f"{server.url}/status", headers=server.headers, timeout=10).json()
-    live = [row["version"] for row in status["versions"] if row["state"] == "live" and row["model"] == "storm_probe"]
+    live = [row["version"] for row in status["versions"]
+            if row["state"] == "live" and row["model"] == "storm_probe"]
     assert live == [versions[1]]
     passes = status["sync"]["passes"] - passes_before
     assert 1 <= passes < 450, f"{passes} passes for 450 accepted deliveries: they should coalesce"

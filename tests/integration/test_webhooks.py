@@ -62,7 +62,8 @@ def hooked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hooked]:
     server = ToolbridgeProcess([], state, env)
     try:
         server.wait_healthy()
-        mlflow_uri = httpx.get(f"{server.url}/status", headers=admin_headers(server.url), timeout=10).json()["sync"]["mlflow_uri"]
+        mlflow_uri = httpx.get(f"{server.url}/status", headers=admin_headers(server.url),
+                               timeout=10).json()["sync"]["mlflow_uri"]
         yield Hooked(server, mlflow_uri, state)
     finally:
         assert server.stop() == 0, server.log()

@@ -22,7 +22,10 @@ def parsed(signature: ModelSignature) -> dict[str, Any]:
     return {k: json.loads(v) if v else None for k, v in signature.to_dict().items()}
 
 
-def spec(name: str, signature: ModelSignature, facts: ModelFacts = ModelFacts(), **tags: str) -> ToolSpec:
+NO_FACTS = ModelFacts()  # frozen: one shared default instance, exactly as the call in the signature was
+
+
+def spec(name: str, signature: ModelSignature, facts: ModelFacts = NO_FACTS, **tags: str) -> ToolSpec:
     ref = ModelVersionRef(name=name, version="3", uri=f"models:/{name}/3", tool_name=name,
                           signature=parsed(signature), model_description=f"The {name} model.",
                           model_tags={k.replace("__", "."): v for k, v in tags.items()})
@@ -72,7 +75,8 @@ def test_openapi_meets_difys_import_rules() -> None:
 
 def test_openapi_request_body_is_the_tool_input_schema() -> None:
     document = build_openapi([CREDIT], "http://x")
-    body = document["paths"]["/tools/credit_risk/invoke"]["post"]["requestBody"]["content"]["application/json"]
+    operation = document["paths"]["/tools/credit_risk/invoke"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]
     assert body["schema"] == CREDIT.input_schema
     assert body["schema"]["properties"]["age"]["description"].startswith("Applicant age in years")
 

@@ -23,7 +23,8 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
     y = np.array([0, 0, 1, 1])
     dirs = {}
-    for name, model in {"clf": LogisticRegression().fit(X, y), "reg": LinearRegression().fit(X, y * 2.5)}.items():
+    models = {"clf": LogisticRegression().fit(X, y), "reg": LinearRegression().fit(X, y * 2.5)}
+    for name, model in models.items():
         path = tmp_path_factory.mktemp("models") / name
         mlflow.sklearn.save_model(model, str(path), signature=infer_signature(X, y),
                                   serialization_format="cloudpickle")
@@ -88,7 +89,8 @@ def test_missing_optional_integer_column_becomes_nan_for_the_model(tmp_path: Pat
     X = pd.DataFrame({"n": [1.0, 2.0, np.nan, 4.0]})
     model = make_pipeline(SimpleImputer(), LinearRegression()).fit(X, [1.0, 2.0, 3.0, 4.0])
     signature = ModelSignature(inputs=Schema([ColSpec("long", "n", required=False)]))
-    mlflow.sklearn.save_model(model, str(tmp_path / "m"), signature=signature, serialization_format="cloudpickle")
+    mlflow.sklearn.save_model(model, str(tmp_path / "m"), signature=signature,
+                              serialization_format="cloudpickle")
     store = ModelStore()
     store.load("m/1", str(tmp_path / "m"))
     (answer,) = store.predict("m/1", {"kind": "records", "records": [{"n": None}]})

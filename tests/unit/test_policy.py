@@ -8,7 +8,8 @@ from registry_sync import ApprovalPolicy, RegisteredModelInfo, SyncSettings, saf
 
 
 def model(name: str, aliases: dict[str, str], **tags: str) -> RegisteredModelInfo:
-    return RegisteredModelInfo(name=name, aliases=aliases, tags={k.replace("__", "."): v for k, v in tags.items()})
+    return RegisteredModelInfo(name=name, aliases=aliases,
+                               tags={k.replace("__", "."): v for k, v in tags.items()})
 
 
 def test_champion_alias_approves_its_version() -> None:
@@ -23,7 +24,8 @@ def test_model_without_approval_alias_is_not_a_tool() -> None:
 
 
 def test_enabled_false_tag_withdraws_whatever_the_aliases() -> None:
-    found, _ = select_candidates([model("m", {"champion": "1"}, toolbridge__enabled="false")], ApprovalPolicy())
+    found, _ = select_candidates([model("m", {"champion": "1"}, toolbridge__enabled="false")],
+                                 ApprovalPolicy())
     assert found == []
 
 
@@ -39,7 +41,8 @@ def test_challenger_becomes_canary_with_tag_weight() -> None:
     found, _ = select_candidates(
         [model("m", {"champion": "1", "challenger": "2"}, toolbridge__canary_weight="0.25")], ApprovalPolicy()
     )
-    assert [(c.version, c.role, c.canary_weight) for c in found] == [("1", "champion", 0.0), ("2", "canary", 0.25)]
+    assert [(c.version, c.role, c.canary_weight) for c in found] == [
+        ("1", "champion", 0.0), ("2", "canary", 0.25)]
 
 
 def test_bad_canary_weight_is_reported_and_champion_stays() -> None:

@@ -4,7 +4,6 @@ model in the model host's store all accept (signature → schema → validation 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import mlflow.sklearn
@@ -44,7 +43,8 @@ TENSOR = parsed(ModelSignature(inputs=Schema([TensorSpec(np.dtype("float64"), (-
 def store(tmp_path_factory: pytest.TempPathFactory) -> ModelStore:
     root = tmp_path_factory.mktemp("property-models")
     frame = pd.DataFrame({"age": [25, 40, 61, 33], "income": [1e4, 5e4, 9e4, 3e4],
-                          "city": ["Oslo", "Lima", "Pune", "Oslo"], "employment_years": [1.0, None, 30.0, 4.0]})
+                          "city": ["Oslo", "Lima", "Pune", "Oslo"],
+                          "employment_years": [1.0, None, 30.0, 4.0]})
     labels = [0, 1, 1, 0]
     tabular = make_pipeline(
         ColumnTransformer([("num", SimpleImputer(), ["age", "income", "employment_years"]),
@@ -96,7 +96,9 @@ TENSOR_SCHEMA = input_schema(TENSOR)
 
 @PROPERTY_SETTINGS
 @given(arguments=admitted(TABULAR_SCHEMA))
-def test_tabular_arguments_the_schema_admits_are_accepted_everywhere(store: ModelStore, arguments: Any) -> None:
+def test_tabular_arguments_the_schema_admits_are_accepted_everywhere(
+    store: ModelStore, arguments: Any
+) -> None:
     compile_validator(TABULAR_SCHEMA).validate(arguments)
     model_from_schema(TABULAR_SCHEMA, "Tabular").model_validate(arguments)
     payload = to_model_input(TABULAR, arguments)
@@ -107,7 +109,9 @@ def test_tabular_arguments_the_schema_admits_are_accepted_everywhere(store: Mode
 
 @PROPERTY_SETTINGS
 @given(arguments=admitted(TENSOR_SCHEMA))
-def test_tensor_arguments_the_schema_admits_are_accepted_everywhere(store: ModelStore, arguments: Any) -> None:
+def test_tensor_arguments_the_schema_admits_are_accepted_everywhere(
+    store: ModelStore, arguments: Any
+) -> None:
     compile_validator(TENSOR_SCHEMA).validate(arguments)
     model_from_schema(TENSOR_SCHEMA, "Tensor").model_validate(arguments)
     (answer,) = store.predict("tensor/1", to_model_input(TENSOR, arguments))

@@ -1,4 +1,5 @@
-"""Reconciler passes over a fake host pool: keep-warm rollback, unload after the grace, retire dedicated hosts."""
+"""Reconciler passes over a fake host pool: keep-warm rollback, unload after the grace,
+retire dedicated hosts."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 from bridge.reconciler import Reconciler
 from registry_sync import ModelVersionRef, Snapshot
 
-SIGNATURE = {"inputs": [{"type": "string", "name": "text", "required": True}], "outputs": None, "params": None}
+SIGNATURE = {"inputs": [{"type": "string", "name": "text", "required": True}], "outputs": None,
+             "params": None}
 UNLOAD_AFTER = 0.2
 
 
@@ -27,7 +29,9 @@ class FakeHost:
         self.unloads.append(key)
         self.loaded.discard(key)
 
-    async def predict(self, key: str, payload: dict[str, Any], uri: str | None = None) -> list[dict[str, Any]]:
+    async def predict(
+        self, key: str, payload: dict[str, Any], uri: str | None = None
+    ) -> list[dict[str, Any]]:
         assert key in self.loaded, f"{key} predicted while unloaded"
         return [{"prediction": "ok"}]
 

@@ -308,7 +308,8 @@ def test_rank_two_tensor_fixes_the_length_of_fixed_dimensions_only() -> None:
         "items": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
         "minItems": 1, "maxItems": 1,
         "description": "Input tensor (dtype float64). Shape [-1, 4] (-1 means any size): "
-                       "send a JSON array nested 2 levels deep. The first dimension is the batch: send exactly one sample per call.",
+                       "send a JSON array nested 2 levels deep. The first dimension is the batch: "
+                       "send exactly one sample per call.",
     }
 
 
@@ -319,7 +320,8 @@ def test_rank_three_tensor_nests_three_arrays() -> None:
                   "items": {"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3}},
         "minItems": 1, "maxItems": 1,
         "description": "Input tensor `image` (dtype float32). Shape [-1, 2, 3] (-1 means any size): "
-                       "send a JSON array nested 3 levels deep. The first dimension is the batch: send exactly one sample per call.",
+                       "send a JSON array nested 3 levels deep. The first dimension is the batch: "
+                       "send exactly one sample per call.",
     }
 
 
@@ -360,10 +362,12 @@ def test_several_named_tensors_get_one_required_property_each() -> None:
 
     assert list(schema["properties"]) == ["left", "right"]
     assert schema["required"] == ["left", "right"]
-    assert prop(schema, "right") == {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 1,
+    assert prop(schema, "right") == {"type": "array", "items": {"type": "integer"}, "minItems": 1,
+                                     "maxItems": 1,
                                      "description": "Input tensor `right` (dtype int64). "
                                                     "Shape [-1] (-1 means any size): send a JSON array."
-                                                    " The first dimension is the batch: send exactly one sample per call."}
+                                                    " The first dimension is the batch: "
+                                                    "send exactly one sample per call."}
 
 
 # --- names -----------------------------------------------------------------------------------------------

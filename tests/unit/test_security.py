@@ -1,4 +1,5 @@
-"""The pure and database-level parts of security: scopes, token buckets, keys, the audit writer, the gateway."""
+"""The pure and database-level parts of security: scopes, token buckets, keys, the audit writer,
+the gateway."""
 
 from __future__ import annotations
 
@@ -20,8 +21,15 @@ from tool_server.db import make_engine
 from tool_server.errors import error_code
 from tool_server.keys import KEY_PREFIX, KeyStore, ensure_admin_key, hash_key, new_key
 from tool_server.limits import RateLimiter, TokenBucket
-from tool_server.scopes import Forbidden, Principal, RateLimited, Unauthenticated, may_call, parse_scopes, \
-    presented_key
+from tool_server.scopes import (
+    Forbidden,
+    Principal,
+    RateLimited,
+    Unauthenticated,
+    may_call,
+    parse_scopes,
+    presented_key,
+)
 
 
 @pytest.fixture

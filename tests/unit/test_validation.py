@@ -347,7 +347,9 @@ def test_text_that_is_not_the_declared_kind_is_left_for_validation_to_report() -
     assert [p.field for p in problems(validator, coerced)] == ["inputs"]
 
 
-def test_string_fields_are_never_parsed_while_nullable_arrays_and_objects_are(applicant: InputValidator) -> None:
+def test_string_fields_are_never_parsed_while_nullable_arrays_and_objects_are(
+    applicant: InputValidator
+) -> None:
     coerced = applicant.coerce({"city": "[1, 2]", "history": "[1, 2]", "address": "{\"street\": \"Main\"}"})
     assert coerced == {"city": "[1, 2]", "history": [1, 2], "address": {"street": "Main"}}
 

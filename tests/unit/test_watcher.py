@@ -13,7 +13,8 @@ from registry_sync import (
     VersionDetails,
 )
 
-SIGNATURE = {"inputs": [{"type": "string", "name": "text", "required": True}], "outputs": None, "params": None}
+SIGNATURE = {"inputs": [{"type": "string", "name": "text", "required": True}], "outputs": None,
+             "params": None}
 
 
 def registry_with(*versions: str) -> InMemoryRegistry:
