@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-import httpx
+import aiohttp
 
 from bridge.errors import BridgeError
 
 __all__ = ["HostClient", "HostError", "HostTimeout", "HostUnavailable"]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _limits(timeout: float) -> aiohttp.ClientTimeout:
+    # As httpx did: each connect (pool wait included) and each read gets `timeout`, not the whole call.
+    return aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
 
 
 class HostUnavailable(BridgeError):
@@ -27,11 +37,11 @@ class HostError(BridgeError):
         self.status = status
 
 
-def _error_text(response: httpx.Response) -> str:
+def _error_text(raw: bytes) -> str:
     try:
-        body = response.json()
+        body = json.loads(raw)
     except ValueError:
-        return response.text[:500]
+        return raw.decode("utf-8", "replace")[:500]
     if isinstance(body, list):  # BentoML answers its errors as [{"error": "..."}]
         return "; ".join(str(item.get("error", item)) if isinstance(item, dict) else str(item)
                          for item in body)
@@ -39,28 +49,43 @@ def _error_text(response: httpx.Response) -> str:
 
 
 class HostClient:
+    # aiohttp, not httpx: a call through it costs the tool server markedly less CPU (measured, issue #7).
     def __init__(self, base_url: str, timeout: float = 30.0) -> None:
-        self.base_url = base_url
-        self._http = httpx.AsyncClient(
-            base_url=base_url, timeout=timeout,
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-        )
+        self.base_url = base_url.rstrip("/")
+        self._limits = _limits(timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created on first use: an aiohttp session belongs to the loop it is created in.
+        if self._closed:
+            raise RuntimeError(f"the client of model host {self.base_url} is closed")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30.0),
+                timeout=self._limits, json_serialize=_dumps, raise_for_status=False, auto_decompress=True,
+            )
+        return self._session
 
     async def close(self) -> None:
-        await self._http.aclose()
+        self._closed = True
+        if self._session is not None:
+            await self._session.close()
 
     async def _post(self, path: str, body: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        limits = _limits(timeout) if timeout else self._limits  # a load may take minutes
         try:
-            response = await self._http.post(path, json=body, timeout=timeout or self._http.timeout)
-        except httpx.TimeoutException as exc:
+            async with self._client().post(self.base_url + path, json=body, timeout=limits) as response:
+                status, raw = response.status, await response.read()
+        except TimeoutError as exc:  # aiohttp's connect/read timeouts subclass TimeoutError
             raise HostTimeout(f"model host {self.base_url} timed out on {path}") from exc
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:  # refused, reset, disconnected, broken body
             raise HostUnavailable(f"model host {self.base_url} is unreachable: {exc}") from exc
-        if response.status_code in (502, 503, 504):  # host busy or restarting, not a fault of this call
-            raise HostUnavailable(f"model host {self.base_url} answered {response.status_code}")
-        if response.status_code >= 400:
-            raise HostError(response.status_code, _error_text(response))
-        result: dict[str, Any] = response.json()
+        if status in (502, 503, 504):  # host busy or restarting, not a fault of this call
+            raise HostUnavailable(f"model host {self.base_url} answered {status}")
+        if status >= 400:
+            raise HostError(status, _error_text(raw))
+        result: dict[str, Any] = json.loads(raw)
         return result
 
     async def load(self, key: str, uri: str, timeout: float = 300.0) -> dict[str, Any]:
@@ -77,7 +102,9 @@ class HostClient:
         """Loaded versions with their memory, the budget, evictions and the host's resident memory."""
         return await self._post("/v1/models/list", {}, timeout=5.0)
 
-    async def predict(self, key: str, payload: dict[str, Any], uri: str | None = None) -> list[dict[str, Any]]:
+    async def predict(
+        self, key: str, payload: dict[str, Any], uri: str | None = None
+    ) -> list[dict[str, Any]]:
         """The output rows for `payload`. The host batches concurrent calls of one version by itself (same
         endpoint, each call keeps its own status): HostError carries a bad row's 400 naming its fields."""
         body = {"key": key, "payload": payload, "uri": uri}

@@ -21,6 +21,11 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
+# Dependencies are `async def`: FastAPI runs a plain `def` one in a worker thread, a costly hop per call.
+async def _runtime(request: Request) -> Runtime:
+    return get_runtime(request)
+
+
 # For the API description (/api/openapi.json) only: auto_error=False, so they never answer; `presented_key`
 # reads the key from either header.
 _BEARER = HTTPBearer(auto_error=False, scheme_name="bearerAuth",
@@ -51,11 +56,11 @@ async def raw_body(request: Request) -> bytes:
     return await request.body()
 
 
-def http_call(request: Request) -> CallContext:
+async def http_call(request: Request) -> CallContext:
     return CallContext(request_id=request_id_of(request.scope), channel="http")
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 CallerDep = Annotated[Principal, Depends(get_caller)]
 AdminDep = Annotated[Principal, Depends(get_admin)]
 RawBody = Annotated[bytes, Depends(raw_body)]
