@@ -1,8 +1,11 @@
-"""The model hosts: N shared hosts started up front, and dedicated hosts started for models that ask."""
+"""The model hosts: N shared hosts started up front, dedicated hosts started for models that ask, and idle
+spare hosts kept ready in the background so that a dedicated host starts by taking one (no cold start)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import re
 import zlib
 from pathlib import Path
@@ -11,14 +14,18 @@ from bridge.host_client import HostClient
 from bridge.hosts import HostProcess
 from registry_sync import ModelVersionRef
 
-__all__ = ["HostPool", "TAG_ISOLATION"]
+__all__ = ["HostPool", "SPARE_PREIMPORT", "TAG_ISOLATION"]
+
+log = logging.getLogger(__name__)
 
 TAG_ISOLATION = "toolbridge.isolation"
+# A spare imports the common flavors while it idles, so the first load on it does not pay for them.
+SPARE_PREIMPORT = "mlflow.pyfunc,mlflow.sklearn,sklearn"
 
 
 class HostPool:
     def __init__(self, log_dir: Path, env: dict[str, str], shared_hosts: int, call_timeout: float,
-                 start_timeout: float) -> None:
+                 start_timeout: float, spare_hosts: int = 0) -> None:
         self.log_dir = log_dir
         self.env = env
         self.shared_hosts = shared_hosts
@@ -27,6 +34,12 @@ class HostPool:
         self.processes: dict[str, HostProcess] = {}
         self.clients: dict[str, HostClient] = {}
         self._starting: dict[str, asyncio.Lock] = {}
+        self.spare_hosts = spare_hosts
+        self.spares: dict[str, HostProcess] = {}  # ready and idle; never routed to, never placed on
+        self.spare_clients: dict[str, HostClient] = {}
+        self._spare_seq = 0
+        self._spare_wanted = asyncio.Event()
+        self._spare_keeper: asyncio.Task[None] | None = None
 
     @staticmethod
     def is_dedicated(name: str) -> bool:
@@ -40,6 +53,16 @@ class HostPool:
 
     async def start(self) -> None:
         await asyncio.gather(*(self.client(f"shared-{i}") for i in range(self.shared_hosts)))
+        if self.spare_hosts > 0:  # in the background: a spare never delays start-up
+            self._spare_keeper = asyncio.create_task(self._keep_spares())
+
+    def roles(self) -> dict[str, tuple[str, HostProcess, HostClient]]:
+        """Every host process by name, with its role (shared, dedicated, spare) and client: for status."""
+        rows = {name: ("dedicated" if self.is_dedicated(name) else "shared", process, self.clients[name])
+                for name, process in self.processes.items() if name in self.clients}
+        rows.update({name: ("spare", process, self.spare_clients[name])
+                     for name, process in self.spares.items() if name in self.spare_clients})
+        return rows
 
     async def client(self, name: str) -> HostClient:
         """The host's client, starting the host first if it is not running yet (dedicated hosts)."""
@@ -47,11 +70,60 @@ class HostPool:
             return self.clients[name]
         async with self._starting.setdefault(name, asyncio.Lock()):
             if name not in self.clients:
-                process = HostProcess(name, self.log_dir, self.env)
-                await process.start(self.start_timeout)
-                self.processes[name] = process
-                self.clients[name] = HostClient(process.base_url, self.call_timeout)
+                spare = self._take_spare(name) if self.is_dedicated(name) else None
+                if spare is None:
+                    process = HostProcess(name, self.log_dir, self.env)
+                    await process.start(self.start_timeout)
+                    spare = process, HostClient(process.base_url, self.call_timeout)
+                self.processes[name], self.clients[name] = spare
         return self.clients[name]
+
+    def _take_spare(self, name: str) -> tuple[HostProcess, HostClient] | None:
+        """A ready spare, now host `name` (same process), with a replacement asked for; None if none."""
+        spare = next((key for key, process in self.spares.items() if process.alive), None)
+        if spare is None:
+            return None
+        process = self.spares.pop(spare)
+        client = self.spare_clients.pop(spare)
+        process.adopt(name)
+        self._spare_wanted.set()
+        log.info("model host %s: took spare %s (pid %s)", name, spare, process.pid)
+        return process, client
+
+    async def _keep_spares(self) -> None:
+        """Keep `spare_hosts` spares ready: replace a spare that exited; one that fails to start is logged
+        and tried again with backoff (nobody waits for a spare, so it is never anyone's error)."""
+        delay = 1.0
+        while True:
+            for name, process in list(self.spares.items()):
+                if not process.alive:
+                    log.warning("spare model host %s exited; starting another", name)
+                    del self.spares[name]
+                    await self.spare_clients.pop(name).close()
+                    await asyncio.to_thread(process.stop)
+            if len(self.spares) >= self.spare_hosts:
+                self._spare_wanted.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._spare_wanted.wait(), 2.0)
+                continue
+            self._spare_seq += 1
+            process = HostProcess(f"spare-{self._spare_seq}", self.log_dir,
+                                  {**self.env, "TOOLBRIDGE_HOST_PREIMPORT": SPARE_PREIMPORT})
+            try:
+                await process.start(self.start_timeout)
+            except asyncio.CancelledError:
+                process.stop()
+                raise
+            except Exception as exc:
+                log.error("spare model host %s did not start: %s; next try in %.0fs",
+                          process.name, exc, delay)
+                await asyncio.to_thread(process.stop)
+                await asyncio.sleep(delay)
+                delay = min(60.0, delay * 2)
+                continue
+            delay = 1.0
+            self.spares[process.name] = process
+            self.spare_clients[process.name] = HostClient(process.base_url, self.call_timeout)
 
     async def retire(self, name: str) -> None:
         """Stop a dedicated host that serves nothing any more."""
@@ -64,6 +136,13 @@ class HostPool:
             await asyncio.to_thread(process.stop)
 
     async def stop(self) -> None:
+        if self._spare_keeper is not None:
+            self._spare_keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._spare_keeper
+        for name in list(self.spares):
+            await self.spare_clients.pop(name).close()
+            await asyncio.to_thread(self.spares.pop(name).stop)
         for name in list(self.processes):
             client = self.clients.pop(name, None)
             if client is not None:

@@ -41,11 +41,26 @@ class HostProcess:
         self.pgid_file = log_dir / f"host-{name}.pgid"
         self.env = env
         self.restarts = 0
+        self._aliases: list[Path] = []
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def adopt(self, name: str) -> None:
+        """Serve as host `name` from now on (a spare taken into use). Its log and pgid files keep their
+        paths, which its processes carry in their group marker; links under the new name lead to them."""
+        self.name = name
+        for path in (self.log_path, self.pgid_file):
+            alias = path.with_name(f"host-{name}{path.suffix}")
+            alias.unlink(missing_ok=True)
+            alias.symlink_to(path.name)
+            self._aliases.append(alias)
 
     @property
     def alive(self) -> bool:
@@ -77,10 +92,13 @@ class HostProcess:
         raise HostStartError(f"model host {self.name} not ready after {timeout:.0f}s; see {self.log_path}")
 
     async def restart(self, timeout: float = 90.0) -> None:
-        self.stop()
+        process, self._process = self._process, None
+        stop_group(process, self.pgid_file)  # the aliases stay: the same files serve the next process
         self.restarts += 1
         await self.start(timeout)
 
     def stop(self, grace: float = 10.0) -> None:
         process, self._process = self._process, None
         stop_group(process, self.pgid_file, grace)
+        for alias in self._aliases:
+            alias.unlink(missing_ok=True)

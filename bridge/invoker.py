@@ -63,8 +63,10 @@ def _always(spec: ToolSpec) -> bool:
 
 class Invoker:
     def __init__(self, routes: Callable[[], Mapping[str, Route]], rng: random.Random | None = None,
-                 cache: ResponseCache | None = None, cacheable: Callable[[ToolSpec], bool] = _always) -> None:
+                 cache: ResponseCache | None = None, cacheable: Callable[[ToolSpec], bool] = _always,
+                 restarting: Callable[[str], bool] = lambda host: False) -> None:
         self._routes = routes
+        self._restarting = restarting  # by host name: fail fast, never queue on a half-started host
         self._rng = rng or random.Random()
         self._cache = cache
         self._cacheable = cacheable  # per version: not restricted, not opted out by its owners
@@ -89,6 +91,9 @@ class Invoker:
             if stored is not None:
                 return InvokeResult(tool=tool, model_name=spec.model_name, model_version=spec.model_version,
                                     role=spec.role, output=stored, cached=True)
+        if self._restarting(live.host_name):
+            raise ToolUnavailable(f"tool {tool!r} is temporarily unavailable: its model host crashed and is "
+                                  "restarting", retry_after=5)
         try:
             outputs = await live.host.predict(spec.key, model_input, spec.model_uri)
         except HostTimeout as exc:

@@ -37,6 +37,8 @@ class BridgeSettings(BaseSettings):
     host_start_timeout: float = Field(default=120.0, gt=0)
     shared_hosts: int = Field(
         default=1, ge=1, le=32, description="model hosts shared by all non-dedicated models")
+    spare_hosts: int = Field(default=1, ge=0, le=8, description="idle model hosts kept ready, so a dedicated "
+                             "host starts by taking one; 0 = off")
     host_memory_budget_mb: float | None = Field(
         default=None, gt=0, description="per model host; past it, least recently used versions are evicted")
     host_batching: bool = Field(default=True, description="model hosts run concurrent calls of one version "
@@ -56,11 +58,13 @@ class Bridge:
         env["TOOLBRIDGE_HOST_BATCHING"] = "1" if settings.host_batching else "0"
         env["TOOLBRIDGE_HOST_BATCH_MAX_ROWS"] = str(settings.host_batch_max_rows)
         self.hosts = HostPool(log_dir, env, settings.shared_hosts, settings.call_timeout,
-                              settings.host_start_timeout)
+                              settings.host_start_timeout, settings.spare_hosts)
         self.reconciler = Reconciler(self.hosts, unload_after=max(settings.drain_grace, settings.keep_warm))
         self.snapshot = Snapshot()
         self.cache = cache
-        self.invoker = Invoker(lambda: self.reconciler.routes, cache=cache, cacheable=self._cacheable)
+        self.restarting: set[str] = set()  # hosts the supervisor is bringing back
+        self.invoker = Invoker(lambda: self.reconciler.routes, cache=cache, cacheable=self._cacheable,
+                               restarting=self.restarting.__contains__)
         self.catalog_listeners: list[Callable[[], Awaitable[None]]] = []
         self._supervisor: asyncio.Task[None] | None = None
 
@@ -98,11 +102,11 @@ class Bridge:
     async def host_status(self) -> list[dict[str, Any]]:
         """Each model host: process, restarts, loaded versions and their memory, evictions."""
         rows = []
-        for name, process in list(self.hosts.processes.items()):
-            row: dict[str, Any] = {"name": name, "url": process.base_url, "alive": process.alive,
-                                   "restarts": process.restarts}
+        for name, (role, process, client) in self.hosts.roles().items():
+            row: dict[str, Any] = {"name": name, "role": role, "pid": process.pid, "url": process.base_url,
+                                   "alive": process.alive, "restarts": process.restarts}
             try:
-                row.update(await self.hosts.clients[name].host_info())
+                row.update(await client.host_info())
             except BridgeError as exc:
                 row["error"] = str(exc)
             rows.append(row)
@@ -128,9 +132,11 @@ class Bridge:
                     continue
                 delay = backoff[name] = min(30.0, backoff.get(name, 0.5) * 2)
                 log.error("model host %s is down; restarting (restart #%d)", name, process.restarts + 1)
+                self.restarting.add(name)
                 try:
                     await process.restart(self.settings.host_start_timeout)
                     await self.reconciler.reload_host(name)
+                    self.restarting.discard(name)
                 except BridgeError as exc:
                     log.error("model host %s did not restart: %s; next try in %.0fs", name, exc, delay)
                     await asyncio.sleep(delay)

@@ -8,6 +8,8 @@ arrive together for one version as one model call (`bridge.model_host.batching`)
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +27,8 @@ from bridge.model_host.payload import PayloadInvalid
 
 __all__ = ["HostSettings", "ModelHost"]
 
+log = logging.getLogger(__name__)
+
 
 class HostSettings(BaseSettings):
     """Set by the bridge that starts the host (bridge.runtime.BridgeSettings passes them on)."""
@@ -35,6 +39,8 @@ class HostSettings(BaseSettings):
         default=None, gt=0, description="past it, least recently used versions are evicted")
     batching: bool = Field(default=True, description="run concurrent calls of one version as one model call")
     batch_max_rows: int = Field(default=64, ge=1, le=100_000, description="most input rows in one batch")
+    preimport: str = Field(default="", description="comma-separated modules to import at start (a spare "
+                           "host warms the common MLflow flavors so its first load does not pay for them)")
 
 
 @bentoml.service(name="toolbridge-model-host", workers=1, traffic={"timeout": 120})
@@ -43,6 +49,11 @@ class ModelHost:
 
     def __init__(self) -> None:
         self.settings = HostSettings()
+        for module in filter(None, (name.strip() for name in self.settings.preimport.split(","))):
+            try:
+                importlib.import_module(module)
+            except Exception as exc:  # a missing flavor only costs the first load its import
+                log.warning("model host: could not pre-import %s: %s: %s", module, type(exc).__name__, exc)
         budget_mb = self.settings.memory_budget_mb
         self.store = ModelStore(int(budget_mb * 2**20) if budget_mb else None)
         # One model call at a time, as BentoML runs a sync API (its `threads` default is 1).

@@ -57,11 +57,16 @@ def test_dedicated_model_gets_its_own_host_and_its_crash_touches_no_other_tool(
     client = MlflowClient(tracking_uri=mlflow_server)
     version = register("isolated_probe", mlflow_server)
     client.set_registered_model_tag("isolated_probe", "toolbridge.isolation", "dedicated")
+    wait_for(lambda: spares(toolbridge.url), 180, f"a spare host ready\n{toolbridge.log()}")
+    spare_pids = spares(toolbridge.url)
     client.set_registered_model_alias("isolated_probe", "champion", version)
     wait_for(lambda: call(toolbridge.url, "isolated_probe").status_code == 200, 180,
              f"isolated_probe live\n{toolbridge.log()}")
     by_name = hosts(toolbridge.url)
     dedicated = by_name["dedicated-isolated_probe"]
+    # Taken from the spare (same process), and another spare started in its place.
+    assert dedicated["role"] == "dedicated" and dedicated["pid"] in spare_pids
+    wait_for(lambda: spares(toolbridge.url) - {dedicated["pid"]}, 180, f"a new spare\n{toolbridge.log()}")
     assert [m["key"] for m in dedicated["models"]] == [f"isolated_probe/{version}"]
     assert not any(m["key"].startswith("isolated_probe/") for m in by_name["shared-0"]["models"])
 
@@ -80,6 +85,12 @@ def test_dedicated_model_gets_its_own_host_and_its_crash_touches_no_other_tool(
     wait_for(lambda: "dedicated-isolated_probe" not in hosts(toolbridge.url), 60, "dedicated host retired")
     assert httpx.post(f"{toolbridge.url}/tools/isolated_probe/invoke", headers=admin_headers(toolbridge.url),
                       json=HEADLINE, timeout=10).status_code == 404
+
+
+def spares(url: str) -> set[int]:
+    """The pids of the ready spare hosts (idle, serving nothing)."""
+    return {h["pid"] for h in hosts(url).values()
+            if h["role"] == "spare" and h["alive"] and h.get("models") == []}
 
 
 def pids_listening(url: str) -> list[int]:

@@ -110,3 +110,25 @@ def test_dedicated_host_is_retired_with_its_last_version_not_on_rollback() -> No
         return pool
 
     assert asyncio.run(scenario()).retired == ["dedicated-m"]
+
+
+def test_calls_to_a_restarting_host_fail_fast_with_503_and_retry_after() -> None:
+    from bridge.invoker import Invoker, ToolUnavailable
+
+    async def scenario() -> tuple[str, int, str]:
+        pool = FakePool()
+        reconciler = Reconciler(pool, unload_after=UNLOAD_AFTER)  # type: ignore[arg-type]
+        await reconciler.apply(champion("1"))
+        restarting: set[str] = {"shared-0"}
+        invoker = Invoker(lambda: reconciler.routes, restarting=restarting.__contains__)
+        try:
+            await invoker.invoke("m", {"text": "hello"})
+        except ToolUnavailable as exc:
+            message, retry_after = str(exc), exc.retry_after
+        restarting.clear()
+        answered = await invoker.invoke("m", {"text": "hello"})
+        return message, retry_after, answered.model_version
+
+    message, retry_after, version = asyncio.run(scenario())
+    assert "its model host crashed and is restarting" in message and retry_after == 5
+    assert version == "1"
