@@ -41,7 +41,7 @@ from bench.call_latency import (
     parsed_signature,
 )
 from bench.servers import ToolbridgeUp, wait_for
-from bench.stats import ms, ratio, summarize, table
+from bench.stats import add_call_load_arguments, ms, ratio, summarize, table
 from bridge.hosts import free_port
 from bridge.model_host.loader import _NUMPY_DTYPES, ModelStore, _frame
 from bridge.model_host.payload import validator_for
@@ -179,13 +179,7 @@ def report_throughput(loads: dict[str, Load], stats: dict[str, dict[str, int]]) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=1000, help="measured sequential calls per way")
-    parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=5, help="latency rounds, interleaving the ways")
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--duration", type=float, default=24.0, help="seconds of load per way, in all")
-    parser.add_argument("--rounds-load", type=int, default=3, help="throughput rounds, interleaving the ways")
-    parser.add_argument("--rows", type=int, default=256, help="distinct applicants the calls cycle through")
+    add_call_load_arguments(parser, calls=1000, warmup=100, duration=24.0)
     parser.add_argument("--checks", type=int, default=5000, help="in-process checks per way and round")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")

@@ -36,7 +36,7 @@ import orjson
 import pandas as pd
 
 from bench.servers import MlflowModelsServe, PlainBento, ToolbridgeUp, tree_memory, wait_for
-from bench.stats import mib, ms, ratio, summarize, table
+from bench.stats import add_call_load_arguments, mib, ms, ratio, summarize, table
 from bridge.hosts import free_port
 from bridge.model_host.loader import ModelStore
 from bridge.schema import to_model_input
@@ -191,13 +191,7 @@ def parsed_signature(pyfunc: Any) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--calls", type=int, default=2000, help="measured sequential calls per way")
-    parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=5, help="latency rounds, interleaving the ways")
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--duration", type=float, default=18.0, help="seconds of load per way, in all")
-    parser.add_argument("--rounds-load", type=int, default=3, help="throughput rounds, interleaving the ways")
-    parser.add_argument("--rows", type=int, default=256, help="distinct applicants the calls cycle through")
+    add_call_load_arguments(parser, calls=2000, warmup=200, duration=18.0)
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")

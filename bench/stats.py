@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import statistics
 from collections.abc import Sequence
 
-__all__ = ["Summary", "mib", "ms", "percentile", "ratio", "summarize", "table"]
+__all__ = ["Summary", "add_call_load_arguments", "mib", "ms", "percentile", "ratio", "summarize", "table"]
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
@@ -48,3 +49,15 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def add_call_load_arguments(parser: argparse.ArgumentParser, calls: int, warmup: int,
+                            duration: float) -> None:
+    """The options of the benches that time calls: sequential latency rounds, then concurrent load rounds."""
+    parser.add_argument("--calls", type=int, default=calls, help="measured sequential calls per way")
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--rounds", type=int, default=5, help="latency rounds, interleaving the ways")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=duration, help="seconds of load per way, in all")
+    parser.add_argument("--rounds-load", type=int, default=3, help="throughput rounds, interleaving the ways")
+    parser.add_argument("--rows", type=int, default=256, help="distinct applicants the calls cycle through")
