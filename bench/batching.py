@@ -47,8 +47,8 @@ from bridge.model_host.loader import _NUMPY_DTYPES, ModelStore, _frame
 from bridge.model_host.payload import validator_for
 from bridge.schema import input_schema, to_model_input
 from bridge.validation import compile_validator
-from examples.demo_models import register_demo_models
-from tool_server.embedded_mlflow import EmbeddedMlflow
+from tool_server.demo import register_demo_models
+from tool_server.ops.embedded_mlflow import EmbeddedMlflow
 
 MODEL, VERSION = "credit_risk", "1"
 KEY, URI = f"{MODEL}/{VERSION}", f"models:/{MODEL}/{VERSION}"

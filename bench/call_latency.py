@@ -1,8 +1,9 @@
 """One tabular model (`credit_risk`), served four ways and measured in one run: single-row call latency
 (sequential, keep-alive, one client) and throughput (16 concurrent clients, one keep-alive client each).
 
-Every way scores the same sequence of real applicants (complete rows of examples/data/credit_applicants.csv),
-one row per call, so no response cache can make one of them look faster.
+Every way scores the same sequence of real applicants (complete rows of
+tool_server/demo/data/credit_applicants.csv), one row per call,
+so no response cache can make one of them look faster.
 
 1. a Toolbridge tool call, `POST /tools/credit_risk/invoke`, on a real `toolbridge up --mlflow-uri`;
 2. direct BentoML calls: the model host's own `POST /v1/predict` (what the tool server calls), and a plain
@@ -40,8 +41,8 @@ from bench.stats import add_call_load_arguments, mib, ms, ratio, summarize, tabl
 from bridge.hosts import free_port
 from bridge.model_host.loader import ModelStore
 from bridge.schema import to_model_input
-from examples.demo_models import CREDIT_FEATURES, DATA_DIR, register_demo_models
-from tool_server.embedded_mlflow import EmbeddedMlflow
+from tool_server.demo import CREDIT_FEATURES, DATA_DIR, register_demo_models
+from tool_server.ops.embedded_mlflow import EmbeddedMlflow
 
 MODEL, VERSION = "credit_risk", "1"
 KEY, URI = f"{MODEL}/{VERSION}", f"models:/{MODEL}/{VERSION}"

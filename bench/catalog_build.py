@@ -37,9 +37,9 @@ from bench.stats import ms, ratio, summarize, table
 from bridge.toolspec import ModelFacts, ToolSpec, build_tool_spec
 from bridge.validation import compile_validator
 from registry_sync import ModelVersionRef
-from tool_server.openai_export import openai_tools
-from tool_server.openapi_export import build_openapi, to_yaml
-from tool_server.wire import ModelRefPublic, ToolPublic
+from tool_server.api.wire import ModelRefPublic, ToolPublic
+from tool_server.exports.openai_tools import openai_tools
+from tool_server.exports.openapi_doc import build_openapi, to_yaml
 
 BASE_URL = "http://127.0.0.1:8000"
 WORDS = ["income", "debt", "ratio", "age", "tenure", "balance", "score", "region", "segment", "channel",

@@ -14,7 +14,7 @@ from mlflow import MlflowClient
 from bench.servers import MlflowModelsServe, ToolbridgeUp, tree_memory, wait_for
 from bench.stats import mib, ratio, table
 from bridge.hosts import free_port
-from examples.demo_models import DEMO_MODEL_NAMES, register_demo_models
+from tool_server.demo import DEMO_MODEL_NAMES, register_demo_models
 
 __all__ = ["memory_bench"]
 

@@ -36,9 +36,9 @@ from bench.servers import MlflowModelsServe, ToolbridgeUp, wait_for
 from bench.stats import ms, ratio, summarize, table
 from bridge.host_client import HostClient
 from bridge.hosts import HostProcess, free_port
-from examples.demo_models import register_demo_models
 from registry_sync.mlflow_source import MlflowRegistry
-from tool_server.embedded_mlflow import EmbeddedMlflow
+from tool_server.demo import register_demo_models
+from tool_server.ops.embedded_mlflow import EmbeddedMlflow
 
 MODEL = "credit_risk"
 ROW = {"age": 41, "annual_income": 58000.0, "debt_to_income": 0.31, "late_payments_12m": 1,

@@ -18,11 +18,11 @@ from typing import Any
 from mlflow import MlflowClient
 
 from bridge.hosts import free_port
-from examples.demo_models import register_trained_model, train_fin_sentiment
 from registry_sync import ApprovalPolicy, RegistryWatcher
 from registry_sync.mlflow_source import MlflowRegistry
 from registry_sync.types import RegisteredModelInfo, VersionDetails
-from tool_server.embedded_mlflow import EmbeddedMlflow
+from tool_server.demo import register_trained_model, train_fin_sentiment
+from tool_server.ops.embedded_mlflow import EmbeddedMlflow
 
 
 class CountingRegistry:

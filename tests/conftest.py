@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from bridge.hosts import free_port
-from tool_server.embedded_mlflow import EmbeddedMlflow
+from tool_server.ops.embedded_mlflow import EmbeddedMlflow
 
 
 def _forget_mlflow_uris() -> None:
@@ -164,7 +164,7 @@ def tools_by_name(url: str) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def demo_tools(toolbridge: ToolbridgeProcess, mlflow_server: str) -> dict[str, Any]:
     """The three demo models registered with `champion` in the shared MLflow, and live as tools."""
-    from examples.demo_models import DEMO_MODEL_NAMES, register_demo_models
+    from tool_server.demo import DEMO_MODEL_NAMES, register_demo_models
 
     assert register_demo_models(mlflow_server) == list(DEMO_MODEL_NAMES)
     tools: dict[str, Any] = wait_for(

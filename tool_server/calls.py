@@ -20,15 +20,15 @@ import orjson
 from bridge.invoker import Invoker, InvokeResult, ModelRejectedInput, ToolNotFound, ToolUnavailable
 from bridge.toolspec import RESTRICTED, ToolSpec
 from bridge.validation import ToolInputError
-from tool_server.audit import AuditLog, AuditRecord
-from tool_server.keys import KeyStore
-from tool_server.limits import RateLimiter
-from tool_server.logs import REQUEST_ID
-from tool_server.scopes import AccessError, Principal, RateLimited, may_call, tool_forbidden
+from tool_server.access.audit import AuditLog, AuditRecord
+from tool_server.access.keys import KeyStore
+from tool_server.access.limits import RateLimiter
+from tool_server.access.scopes import AccessError, Principal, RateLimited, may_call, tool_forbidden
+from tool_server.ops.logs import REQUEST_ID
 
 __all__ = ["CallContext", "ErrorCode", "Gateway", "InvalidBody", "decode_arguments"]
 
-# (HTTP status, error kind) of an exception; supplied by tool_server.errors, the one place that maps them.
+# (HTTP status, error kind) of an exception; supplied by tool_server.api.errors, the one place that maps them.
 ErrorCode = Callable[[BaseException], tuple[int, str]]
 CLIENT_CLOSED = (499, "client_closed")  # the caller hung up before the answer (nginx's convention)
 # (tool, version, channel, outcome, seconds) of every call: the metrics hook.

@@ -11,15 +11,15 @@ from bridge.response_cache import MemoryBackend, RedisBackend, ResponseCache
 from bridge.runtime import Bridge, BridgeSettings
 from bridge.toolspec import ToolSpec
 from registry_sync import RegistryWatcher, SyncSettings
-from tool_server.audit import AuditLog
+from tool_server.access.audit import AuditLog
+from tool_server.access.db import make_engine
+from tool_server.access.keys import KeyStore
+from tool_server.access.limits import RateLimiter
+from tool_server.api.errors import error_code
 from tool_server.calls import Gateway
-from tool_server.db import make_engine
-from tool_server.errors import error_code
-from tool_server.keys import KeyStore
-from tool_server.limits import RateLimiter
-from tool_server.metrics import Metrics
+from tool_server.ops.metrics import Metrics
+from tool_server.ops.usage import UsageWriteback
 from tool_server.settings import CacheSettings, ObservabilitySettings, SecuritySettings, ServerSettings
-from tool_server.usage import UsageWriteback
 
 __all__ = ["Runtime"]
 

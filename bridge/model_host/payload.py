@@ -2,8 +2,8 @@
 
 The tool server validates tool arguments first (jsonschema, compiled once per tool); this is the second line,
 for whoever calls the host directly. `validator_for` builds, once per loaded version, strict pydantic models
-(`bridge.pydantic_models`) from the JSON Schema `bridge.schema.input_schema` makes of the version's own
-signature, reshaped to what a payload (`bridge.schema.ModelInput`) carries:
+(`toolbridge_client.pydantic_models`) from the JSON Schema `bridge.schema.input_schema` makes of the
+version's own signature, reshaped to what a payload (`bridge.schema.ModelInput`) carries:
 
 - records: one model per row, keyed by MLflow column name ("0", "1", ... for unnamed columns), every row
   checked; params: one model keyed by param name;
@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
+from toolbridge_client.pydantic_models import model_from_schema
 
-from bridge.pydantic_models import model_from_schema
 from bridge.schema import field_map, input_schema
 from bridge.validation import (  # the tool server's wording, shared on purpose
     MAX_PROBLEMS,

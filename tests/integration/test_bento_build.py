@@ -43,7 +43,7 @@ def _env(bentoml_home: Path) -> dict[str, str]:
 
 def run_build(bentoml_home: Path, *args: str) -> dict[str, Any]:
     """`bento build ... --json` as a user runs it; its JSON result."""
-    done = subprocess.run([sys.executable, "-m", "tool_server.cli_bento", "build", *args, "--json"],
+    done = subprocess.run([sys.executable, "-m", "tool_server.cli.bento", "build", *args, "--json"],
                           capture_output=True, text=True, timeout=180, env=_env(bentoml_home), cwd=REPO)
     assert done.returncode == 0, f"bento build failed:\n{done.stdout}\n{done.stderr[-4000:]}"
     result: dict[str, Any] = json.loads(done.stdout)

@@ -22,8 +22,8 @@ from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.hosts import free_port
-from examples.demo_models import register_trained_model, train_fin_sentiment
 from tests.conftest import FAST_SYNC, ToolbridgeProcess, wait_for
+from tool_server.demo import register_trained_model, train_fin_sentiment
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from examples.demo_models import DEMO_MODEL_NAMES
 from tests.conftest import ToolbridgeProcess, tools_by_name, wait_for
+from tool_server.demo import DEMO_MODEL_NAMES
 
 pytestmark = pytest.mark.integration
 

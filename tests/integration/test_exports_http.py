@@ -10,7 +10,7 @@ import yaml
 from openapi_spec_validator import validate
 
 from tests.conftest import ToolbridgeProcess, admin_headers
-from tool_server.openai_export import strict_problems
+from tool_server.exports.openai_tools import strict_problems
 
 pytestmark = pytest.mark.integration
 

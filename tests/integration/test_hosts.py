@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from examples.demo_models import CREDIT_FEATURES, DATA_DIR, SENSOR_FEATURES
 from tests.conftest import ToolbridgeProcess, admin_headers, tools_by_name, wait_for
 from tests.integration.test_lifecycle import HEADLINE, call, host_groups, register
+from tool_server.demo import CREDIT_FEATURES, DATA_DIR, SENSOR_FEATURES
 
 pytestmark = pytest.mark.integration
 

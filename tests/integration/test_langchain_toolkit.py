@@ -13,11 +13,7 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool, ToolException
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ValidationError
-
-from bridge.hosts import free_port
-from examples.demo_models import DEMO_MODEL_NAMES
-from tests.conftest import ToolbridgeProcess
-from tool_server.client import (
+from toolbridge_client import (
     AsyncToolbridgeClient,
     ToolbridgeClient,
     ToolbridgeConnectionError,
@@ -25,7 +21,11 @@ from tool_server.client import (
     ToolInfo,
     ToolNotFoundError,
 )
-from tool_server.langchain_toolkit import ToolbridgeToolkit
+from toolbridge_client.langchain import ToolbridgeToolkit
+
+from bridge.hosts import free_port
+from tests.conftest import ToolbridgeProcess
+from tool_server.demo import DEMO_MODEL_NAMES
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,9 @@ import pytest
 from mlflow import MlflowClient
 
 from bridge.process_group import marked_processes
-from examples.demo_models import register_trained_model, train_fin_sentiment
 from tests.conftest import ToolbridgeProcess, admin_headers, wait_for
-from tool_server.embedded_mlflow import EmbeddedMlflow
+from tool_server.demo import register_trained_model, train_fin_sentiment
+from tool_server.ops.embedded_mlflow import EmbeddedMlflow
 
 pytestmark = pytest.mark.integration
 

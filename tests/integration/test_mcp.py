@@ -25,8 +25,8 @@ from mcp.client.subscriptions import ToolsListChanged
 from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 from mlflow import MlflowClient
 
-from examples.demo_models import DEMO_MODEL_NAMES, register_trained_model, train_fin_sentiment
 from tests.conftest import FAST_SYNC, ToolbridgeProcess, admin_headers, tools_by_name
+from tool_server.demo import DEMO_MODEL_NAMES, register_trained_model, train_fin_sentiment
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

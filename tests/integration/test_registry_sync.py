@@ -11,10 +11,10 @@ import pytest
 from mlflow import MlflowClient
 
 from bridge.hosts import free_port
-from examples.demo_models import register_demo_models
 from tests.conftest import ToolbridgeProcess, admin_headers, tools_by_name, wait_for
 from tests.integration.test_lifecycle import HEADLINE, register
-from tool_server.embedded_mlflow import EmbeddedMlflow
+from tool_server.demo import register_demo_models
+from tool_server.ops.embedded_mlflow import EmbeddedMlflow
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from examples.demo_models import register_trained_model, train_fin_sentiment
 from tests.conftest import FAST_SYNC, ToolbridgeProcess, wait_for
+from tool_server.demo import register_trained_model, train_fin_sentiment
 
 pytestmark = pytest.mark.integration
 

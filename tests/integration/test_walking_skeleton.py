@@ -8,8 +8,8 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from examples.demo_models import DEMO_MODEL_NAMES, register_demo_models
 from tests.conftest import ToolbridgeProcess, admin_headers, wait_for
+from tool_server.demo import DEMO_MODEL_NAMES, register_demo_models
 
 pytestmark = pytest.mark.integration
 

@@ -22,11 +22,11 @@ import pytest
 from mlflow import MlflowClient
 
 from bridge.hosts import free_port
-from examples.demo_models import TrainedModel, register_trained_model, train_fin_sentiment
 from registry_sync.mlflow_source import WEBHOOK_EVENTS, MlflowRegistry
 from registry_sync.webhooks import sign
 from tests.conftest import ToolbridgeProcess, admin_headers, wait_for
-from tool_server.app import create_app
+from tool_server.api.app import create_app
+from tool_server.demo import TrainedModel, register_trained_model, train_fin_sentiment
 from tool_server.runtime import Runtime
 from tool_server.settings import ServerSettings
 

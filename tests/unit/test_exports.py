@@ -14,8 +14,8 @@ from openapi_spec_validator import validate
 
 from bridge.toolspec import ModelFacts, ToolSpec, build_tool_spec
 from registry_sync import ModelVersionRef
-from tool_server.openai_export import openai_tool, openai_tools, strict_problems
-from tool_server.openapi_export import build_openapi
+from tool_server.exports.openai_tools import openai_tool, openai_tools, strict_problems
+from tool_server.exports.openapi_doc import build_openapi
 
 
 def parsed(signature: ModelSignature) -> dict[str, Any]:

@@ -22,14 +22,14 @@ from starlette.routing import Route
 
 from bridge.invoker import InvokeResult
 from bridge.toolspec import ToolSpec
-from tool_server.audit import AuditLog
+from tool_server.access.audit import AuditLog
+from tool_server.access.db import make_engine
+from tool_server.access.keys import KeyStore
+from tool_server.access.limits import RateLimiter
+from tool_server.api.errors import error_code
+from tool_server.api.middleware import RequestId
 from tool_server.calls import CallContext, Gateway
-from tool_server.db import make_engine
-from tool_server.errors import error_code
-from tool_server.keys import KeyStore
-from tool_server.limits import RateLimiter
-from tool_server.logs import REQUEST_ID, JsonLineFormatter, RequestIdFilter, configure_logging, log_format
-from tool_server.middleware import RequestId
+from tool_server.ops.logs import REQUEST_ID, JsonLineFormatter, RequestIdFilter, configure_logging, log_format
 from tool_server.settings import ObservabilitySettings
 
 

@@ -1,5 +1,5 @@
-"""bridge.pydantic_models: the tool input schemas bridge.schema emits → pydantic models that accept what
-the server accepts and reject what it rejects (checked against the server's own validator)."""
+"""toolbridge_client.pydantic_models: the tool input schemas bridge.schema emits → pydantic models that
+accept what the server accepts and reject what it rejects (checked against the server's own validator)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from mlflow.types import ColSpec, ParamSpec
 from mlflow.types.schema import Array, Object, Property
 from pydantic import BaseModel, ValidationError
+from toolbridge_client.pydantic_models import model_from_schema, to_arguments
 
-from bridge.pydantic_models import model_from_schema, to_arguments
 from bridge.schema import input_schema, output_schema, strict_variant
 from bridge.validation import ToolInputError, compile_validator
 from tests.unit.test_schema import SIGNATURES, columns, tensor

@@ -15,13 +15,11 @@ import sqlalchemy as sa
 
 from bridge.invoker import InvokeResult, ToolNotFound
 from bridge.toolspec import ToolSpec
-from tool_server.audit import AuditLog, read_records
-from tool_server.calls import CallContext, Gateway
-from tool_server.db import make_engine
-from tool_server.errors import error_code
-from tool_server.keys import KEY_PREFIX, KeyStore, ensure_admin_key, hash_key, new_key
-from tool_server.limits import RateLimiter, TokenBucket
-from tool_server.scopes import (
+from tool_server.access.audit import AuditLog, read_records
+from tool_server.access.db import make_engine
+from tool_server.access.keys import KEY_PREFIX, KeyStore, ensure_admin_key, hash_key, new_key
+from tool_server.access.limits import RateLimiter, TokenBucket
+from tool_server.access.scopes import (
     Forbidden,
     Principal,
     RateLimited,
@@ -30,6 +28,8 @@ from tool_server.scopes import (
     parse_scopes,
     presented_key,
 )
+from tool_server.api.errors import error_code
+from tool_server.calls import CallContext, Gateway
 
 
 @pytest.fixture

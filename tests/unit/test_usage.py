@@ -28,13 +28,13 @@ from registry_sync.usage import (
     VersionUsage,
     merged_model_tags,
 )
-from tool_server.audit import AuditLog
+from tool_server.access.audit import AuditLog
+from tool_server.access.db import make_engine
+from tool_server.access.limits import RateLimiter
+from tool_server.access.scopes import Principal
+from tool_server.api.errors import error_code
 from tool_server.calls import CallContext, Gateway
-from tool_server.db import make_engine
-from tool_server.errors import error_code
-from tool_server.limits import RateLimiter
-from tool_server.scopes import Principal
-from tool_server.usage import UsageWriteback
+from tool_server.ops.usage import UsageWriteback
 
 T0 = datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
 SIGNATURE = {"inputs": [{"type": "string", "name": "text", "required": True}], "outputs": None,

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tool_server.db import audit_log
+from tool_server.access.db import audit_log
 
 __all__ = ["AuditLog", "AuditRecord", "read_records"]
 

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from bridge.toolspec import ToolSpec
-from tool_server.wire import ANSWER_HEADERS, ERROR_DESCRIPTIONS, RETRY_AFTER_HEADER, RETRY_AFTER_STATUSES
+from tool_server.api.wire import ANSWER_HEADERS, ERROR_DESCRIPTIONS, RETRY_AFTER_HEADER, RETRY_AFTER_STATUSES
 
 __all__ = ["ERROR_SCHEMA", "build_openapi", "to_yaml"]
 

@@ -1,7 +1,7 @@
 """`toolbridge bento ...`: package a tool as a deployable Bento, the unit a platform team containerizes.
 
 Wired into the main CLI with `app.add_typer(bento_app, name="bento")`; also runnable alone as
-`python -m tool_server.cli_bento build TOOL`.
+`python -m tool_server.cli.bento build TOOL`.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def cli_api_key(explicit: str | None) -> str | None:
     client commands (`toolbridge status`)."""
     if explicit:
         return explicit
-    from tool_server.cli_keys import cli_auth_headers
+    from tool_server.cli.keys import cli_auth_headers
 
     return cli_auth_headers().get("Authorization", "").removeprefix("Bearer ") or None
 
@@ -56,7 +56,7 @@ def cli_api_key(explicit: str | None) -> str | None:
 def target_from_toolbridge(tool: str, url: str, version: str | None, mlflow_uri: str | None,
                            api_key: str | None = None) -> BuildTarget:
     """Ask the running Toolbridge which model version serves `tool` (and, unless given, which MLflow)."""
-    from tool_server.client import ToolbridgeClient, ToolbridgeError, ToolCallError, ToolNotFoundError
+    from toolbridge_client import ToolbridgeClient, ToolbridgeError, ToolCallError, ToolNotFoundError
 
     try:
         with ToolbridgeClient(url, api_key=api_key, timeout=15.0) as client:

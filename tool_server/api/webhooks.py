@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse
 
 from registry_sync.errors import WebhookRejected
 from registry_sync.webhooks import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookVerifier
-from tool_server.deps import WEBHOOK_SIGNATURE, RuntimeDep
+from tool_server.api.deps import WEBHOOK_SIGNATURE, RuntimeDep
+from tool_server.api.wire import WEBHOOK_OPENAPI, WEBHOOK_RESPONSES
 from tool_server.runtime import Runtime
 from tool_server.settings import ServerSettings, persistent_secret
-from tool_server.wire import WEBHOOK_OPENAPI, WEBHOOK_RESPONSES
 
 __all__ = ["WEBHOOK_PATH", "ensure_webhook_secret", "router", "startup_webhook"]
 

@@ -18,7 +18,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from tool_server.keys import KeyStore
+    from tool_server.access.keys import KeyStore
 
 __all__ = ["announce_admin_key", "audit_app", "cli_auth_headers", "keys_app"]
 
@@ -32,7 +32,7 @@ DEFAULT_STATE = Path(".toolbridge")
 
 
 def _engine(state_dir: Path) -> Engine:
-    from tool_server.db import make_engine
+    from tool_server.access.db import make_engine
     from tool_server.settings import SecuritySettings
 
     return make_engine(SecuritySettings().url(state_dir))
@@ -53,8 +53,8 @@ def keys_create(
     state_dir: StateDir = DEFAULT_STATE,
 ) -> None:
     """Create a key and print it, once: only its hash is stored."""
-    from tool_server.keys import KeyStore
-    from tool_server.scopes import parse_scopes
+    from tool_server.access.keys import KeyStore
+    from tool_server.access.scopes import parse_scopes
 
     try:
         parsed = parse_scopes(scopes)
@@ -75,7 +75,7 @@ def keys_list(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines, for scripts")] = False,
 ) -> None:
     """Every key: name, id, scopes, state, dates. Never the keys themselves."""
-    from tool_server.keys import KeyStore
+    from tool_server.access.keys import KeyStore
 
     if as_json:
         for k in KeyStore(_engine(state_dir)).list():
@@ -96,7 +96,7 @@ def keys_list(
 def keys_revoke(name_or_id: Annotated[str, typer.Argument(help="a key's id, or a name (all its keys)")],
                 state_dir: StateDir = DEFAULT_STATE) -> None:
     """Revoke keys: refused from their next request on."""
-    from tool_server.keys import KeyStore
+    from tool_server.access.keys import KeyStore
 
     revoked = KeyStore(_engine(state_dir)).revoke(name_or_id)
     if not revoked:
@@ -110,7 +110,7 @@ def keys_revoke(name_or_id: Annotated[str, typer.Argument(help="a key's id, or a
 def audit_tail(n: Annotated[int, typer.Option("-n", min=1, help="how many records")] = 20,
                state_dir: StateDir = DEFAULT_STATE) -> None:
     """The last N tool calls."""
-    from tool_server.audit import read_records
+    from tool_server.access.audit import read_records
 
     table = Table("time", "request", "key", "tool", "version", "channel", "outcome", "status", "ms", "bytes")
     for r in read_records(_engine(state_dir), last=n):
@@ -124,7 +124,7 @@ def audit_export(out: Annotated[Path, typer.Option("--out", help="JSON lines fil
                  since: Annotated[datetime | None, typer.Option(help="records from this time (UTC)")] = None,
                  state_dir: StateDir = DEFAULT_STATE) -> None:
     """Every record (or those since a time) as JSON lines, oldest first."""
-    from tool_server.audit import read_records
+    from tool_server.access.audit import read_records
 
     since_utc = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
     lines = (json.dumps(r.public(), ensure_ascii=False) + "\n"
@@ -143,7 +143,7 @@ def audit_export(out: Annotated[Path, typer.Option("--out", help="JSON lines fil
 
 def announce_admin_key(store: KeyStore, path: Path) -> None:
     """`toolbridge up`: on first start, create the admin key and say where it is (never print the key)."""
-    from tool_server.keys import ensure_admin_key
+    from tool_server.access.keys import ensure_admin_key
 
     info = ensure_admin_key(store, path)
     if info is not None:

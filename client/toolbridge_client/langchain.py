@@ -1,13 +1,13 @@
 """LangChain tools for the Toolbridge catalog: one tool per live model, calling the HTTP API.
 
-    from tool_server.langchain_toolkit import ToolbridgeToolkit
+    from toolbridge_client.langchain import ToolbridgeToolkit
 
     toolkit = ToolbridgeToolkit("http://127.0.0.1:8000")
     tools = toolkit.get_tools()                   # list[BaseTool], one per catalog tool
     llm_with_tools = chat_model.bind_tools(tools)
 
 Each tool's ``args_schema`` is a pydantic model built from the tool's input JSON Schema
-(`tool_server.pydantic_models`), so LangChain rejects bad arguments with a pydantic ``ValidationError``
+(`toolbridge_client.pydantic_models`), so LangChain rejects bad arguments with a pydantic ``ValidationError``
 before any HTTP call. The LLM is shown the server's own JSON Schema (``tool_call_schema``), the one shape
 every client accepts: inline, nullable optionals, ``additionalProperties: false``, original property names.
 
@@ -26,8 +26,7 @@ from typing import Any, Self
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field
 
-from bridge.pydantic_models import model_from_schema, to_arguments
-from tool_server.client import (
+from toolbridge_client import (
     DEFAULT_TIMEOUT,
     AsyncToolbridgeClient,
     ToolbridgeClient,
@@ -36,6 +35,7 @@ from tool_server.client import (
     ToolInfo,
     ToolUnavailableError,
 )
+from toolbridge_client.pydantic_models import model_from_schema, to_arguments
 
 __all__ = ["ToolbridgeTool", "ToolbridgeToolkit", "tool_error_text"]
 

@@ -16,8 +16,8 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tool_server.logs import REQUEST_ID
-from tool_server.scopes import Principal, Unauthenticated, presented_key
+from tool_server.access.scopes import Principal, Unauthenticated, presented_key
+from tool_server.ops.logs import REQUEST_ID
 
 __all__ = ["REQUEST_ID_HEADER", "ApiKeyGate", "BodyLimit", "BodyTooLarge", "RequestId", "principal_of",
            "request_id_of"]

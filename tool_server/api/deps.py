@@ -8,10 +8,10 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from registry_sync.webhooks import SIGNATURE_HEADER
+from tool_server.access.scopes import Forbidden, Principal, presented_key
+from tool_server.api.middleware import request_id_of
 from tool_server.calls import CallContext
-from tool_server.middleware import request_id_of
 from tool_server.runtime import Runtime
-from tool_server.scopes import Forbidden, Principal, presented_key
 
 __all__ = ["WEBHOOK_SIGNATURE", "AdminDep", "CallerDep", "HttpCallDep", "RawBody", "RuntimeDep"]
 

@@ -9,11 +9,11 @@ from fastapi import FastAPI
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from starlette.routing import Route
 
-from tool_server.errors import add_exception_handlers, document_error_bodies
-from tool_server.hooks import router as hooks_router
-from tool_server.mcp_server import MCP_PATH, McpEndpoint
-from tool_server.middleware import ApiKeyGate, BodyLimit, RequestId
-from tool_server.routes import router
+from tool_server.api.errors import add_exception_handlers, document_error_bodies
+from tool_server.api.middleware import ApiKeyGate, BodyLimit, RequestId
+from tool_server.api.routes import router
+from tool_server.api.webhooks import router as hooks_router
+from tool_server.exports.mcp_server import MCP_PATH, McpEndpoint
 from tool_server.runtime import Runtime
 
 __all__ = ["create_app"]

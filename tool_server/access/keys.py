@@ -17,8 +17,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tool_server.db import api_keys
-from tool_server.scopes import ADMIN, RESTRICTED, Principal, Unauthenticated
+from tool_server.access.db import api_keys
+from tool_server.access.scopes import ADMIN, RESTRICTED, Principal, Unauthenticated
 
 __all__ = ["KEY_PREFIX", "KeyInfo", "KeyStore", "ensure_admin_key", "hash_key", "new_key"]
 

@@ -4,25 +4,34 @@ tool; sync and host health at scrape time."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from tool_server.runtime import Runtime
+from bridge.runtime import Bridge
+from registry_sync import RegistryWatcher
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "ObservedRuntime"]
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class ObservedRuntime(Protocol):
+    """What a scrape reads: the composition root satisfies it (no import of it here, so no cycle)."""
+
+    watcher: RegistryWatcher
+    bridge: Bridge
+
+    def tools(self) -> Sequence[object]: ...
 
 
 class _RuntimeCollector(Collector):
     """Reads the sync and host state when scraped, so nothing has to keep gauges in step."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: ObservedRuntime) -> None:
         self.runtime = runtime
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
@@ -54,7 +63,7 @@ class _RuntimeCollector(Collector):
 class Metrics:
     """One registry per app (not the process-global one), so several apps in one process never collide."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: ObservedRuntime) -> None:
         self.registry = CollectorRegistry()
         self.calls = Counter("toolbridge_tool_calls", "Tool invocations",
                              ["tool", "version", "channel", "outcome"], registry=self.registry)

@@ -1,6 +1,6 @@
 """Regenerate the small demo datasets in this folder (deterministic, no downloads).
 
-    python examples/data/generate_data.py
+    python tool_server/demo/data/generate_data.py
 
 The CSVs are committed; this script only documents how they were made. Every
 company and person named in the headlines is fictional.

@@ -1,6 +1,6 @@
 """A small typed Python client for the Toolbridge HTTP API, sync and async, over httpx.
 
-    from tool_server.client import ToolbridgeClient
+    from toolbridge_client import ToolbridgeClient
 
     with ToolbridgeClient("http://127.0.0.1:8000") as client:
         tools = client.list_tools()

@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tool_server.cli_bento import bento_app
-from tool_server.cli_keys import announce_admin_key, audit_app, cli_auth_headers, keys_app
+from tool_server.cli.bento import bento_app
+from tool_server.cli.keys import announce_admin_key, audit_app, cli_auth_headers, keys_app
 
 if TYPE_CHECKING:
     from tool_server.settings import ServerSettings
@@ -59,9 +59,9 @@ def up(
 
     from bridge.runtime import BridgeSettings
     from registry_sync import SyncSettings
-    from tool_server.app import create_app
-    from tool_server.embedded_mlflow import EmbeddedMlflow, MlflowStartError
-    from tool_server.logs import configure_logging
+    from tool_server.api.app import create_app
+    from tool_server.ops.embedded_mlflow import EmbeddedMlflow, MlflowStartError
+    from tool_server.ops.logs import configure_logging
     from tool_server.runtime import Runtime
     from tool_server.settings import CacheSettings, ObservabilitySettings, SecuritySettings, ServerSettings
 
@@ -98,7 +98,7 @@ def up(
         # Before the demo's events: once an event fired, MLflow caches "no webhook for it" for a minute.
         _auto_register_webhook(settings, tracking_uri, embedded=embedded is not None)
         if demo:
-            from examples.demo_models import register_demo_models
+            from tool_server.demo import register_demo_models
 
             with console.status("Training and registering the demo models..."):
                 names = register_demo_models(tracking_uri)
@@ -119,7 +119,7 @@ def up(
 def _auto_register_webhook(settings: ServerSettings, tracking_uri: str, embedded: bool) -> None:
     from registry_sync.errors import RegistrySyncError
     from registry_sync.mlflow_source import MlflowRegistry
-    from tool_server.hooks import startup_webhook
+    from tool_server.api.webhooks import startup_webhook
 
     target = startup_webhook(settings, embedded)
     if target is None:
@@ -148,7 +148,7 @@ def webhook_register(
 
     from registry_sync.errors import RegistrySyncError
     from registry_sync.mlflow_source import MlflowRegistry
-    from tool_server.hooks import ensure_webhook_secret
+    from tool_server.api.webhooks import ensure_webhook_secret
     from tool_server.settings import ServerSettings
 
     overrides: dict[str, Any] = {k: v for k, v in {"mlflow_uri": mlflow_uri, "webhook_secret": secret,

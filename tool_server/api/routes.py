@@ -12,11 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from bridge.invoker import InvokeResult
 from bridge.toolspec import ToolSpec
-from tool_server.audit import read_records
-from tool_server.deps import AdminDep, CallerDep, HttpCallDep, RawBody, RuntimeDep
-from tool_server.openai_export import openai_tools
-from tool_server.openapi_export import build_openapi, to_yaml
-from tool_server.wire import (
+from tool_server.access.audit import read_records
+from tool_server.api.deps import AdminDep, CallerDep, HttpCallDep, RawBody, RuntimeDep
+from tool_server.api.wire import (
     INVOKE_OPENAPI,
     INVOKE_RESPONSES,
     AuditSince,
@@ -25,6 +23,8 @@ from tool_server.wire import (
     VersionStatusPublic,
     error_responses,
 )
+from tool_server.exports.openai_tools import openai_tools
+from tool_server.exports.openapi_doc import build_openapi, to_yaml
 
 __all__ = ["router"]
 

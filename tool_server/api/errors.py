@@ -21,10 +21,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from bridge.errors import BridgeError
 from bridge.invoker import ModelFailure, ModelRejectedInput, ToolNotFound, ToolTimeout, ToolUnavailable
 from bridge.validation import ToolInputError
+from tool_server.access.scopes import Forbidden, RateLimited, Unauthenticated
+from tool_server.api.middleware import BodyTooLarge
+from tool_server.api.wire import ERROR_DESCRIPTIONS
 from tool_server.calls import InvalidBody
-from tool_server.middleware import BodyTooLarge
-from tool_server.scopes import Forbidden, RateLimited, Unauthenticated
-from tool_server.wire import ERROR_DESCRIPTIONS
 
 __all__ = ["InvalidBody", "add_exception_handlers", "document_error_bodies", "error_code"]
 

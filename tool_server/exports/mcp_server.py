@@ -37,10 +37,10 @@ from bridge.errors import BridgeError
 from bridge.invoker import ModelFailure, ModelRejectedInput, ToolNotFound, ToolUnavailable
 from bridge.toolspec import ToolSpec
 from bridge.validation import ToolInputError
+from tool_server.access.scopes import AccessError, Principal
+from tool_server.api.middleware import principal_of, request_id_of
 from tool_server.calls import CallContext
-from tool_server.middleware import principal_of, request_id_of
 from tool_server.runtime import Runtime
-from tool_server.scopes import AccessError, Principal
 
 __all__ = ["MCP_PATH", "McpEndpoint"]
 

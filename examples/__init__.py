@@ -1,1 +1,0 @@
-"""Demo models and data for Toolbridge (see examples/README.md)."""
