@@ -23,7 +23,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
-from toolbridge_client.pydantic_models import model_from_schema
 
 from bridge.schema import field_map, input_schema
 from bridge.validation import (  # the tool server's wording, shared on purpose
@@ -31,6 +30,7 @@ from bridge.validation import (  # the tool server's wording, shared on purpose
     expected_words,
     got_words,
 )
+from toolbridge_client.pydantic_models import model_from_schema
 
 __all__ = ["PayloadInvalid", "PayloadValidator", "validator_for"]
 

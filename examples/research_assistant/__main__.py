@@ -13,11 +13,11 @@ import sys
 from collections.abc import Sequence
 
 from langchain_core.language_models import BaseChatModel
-from toolbridge_client import ToolbridgeError
-from toolbridge_client.langchain import ToolbridgeToolkit
 
 from examples.research_assistant.agent import ResearchAssistant
 from examples.research_assistant.notes_store import NoteRetriever
+from toolbridge_client import ToolbridgeError
+from toolbridge_client.langchain import ToolbridgeToolkit
 
 __all__ = ["DEFAULT_QUESTION", "chat_model_from_env", "main"]
 

@@ -75,6 +75,7 @@ def test_client_alone_calls_a_running_toolbridge(client_venv: Path, toolbridge: 
     assert {"fin_sentiment", "credit_risk", "machine_failure"} <= set(seen["names"])
     assert seen["answer"]["label"] == "positive" and seen["answer"]["model"]["name"] == "fin_sentiment"
     assert seen["problem"] == 422  # the server's own validation reaches the agent as an error it can read
-    assert seen["lc_answer"]["model"]["name"] == "credit_risk" and seen["lc_answer"]["label"] in ("0", "1", 0, 1)
+    assert seen["lc_answer"]["model"]["name"] == "credit_risk"
+    assert str(seen["lc_answer"]["label"]) in ("0", "1")
     assert seen["importable_server_modules"] == [], "the client venv can import server code"
     assert sys.executable != str(client_venv)

@@ -13,6 +13,10 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool, ToolException
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ValidationError
+
+from bridge.hosts import free_port
+from tests.conftest import ToolbridgeProcess
+from tool_server.demo import DEMO_MODEL_NAMES
 from toolbridge_client import (
     AsyncToolbridgeClient,
     ToolbridgeClient,
@@ -22,10 +26,6 @@ from toolbridge_client import (
     ToolNotFoundError,
 )
 from toolbridge_client.langchain import ToolbridgeToolkit
-
-from bridge.hosts import free_port
-from tests.conftest import ToolbridgeProcess
-from tool_server.demo import DEMO_MODEL_NAMES
 
 pytestmark = pytest.mark.integration
 

@@ -19,12 +19,12 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field
-from toolbridge_client import ToolbridgeClient
-from toolbridge_client.langchain import ToolbridgeToolkit
 
 from examples.research_assistant import NoteRetriever, ResearchAssistant
 from examples.research_assistant.__main__ import DEFAULT_QUESTION
 from tests.conftest import ToolbridgeProcess
+from toolbridge_client import ToolbridgeClient
+from toolbridge_client.langchain import ToolbridgeToolkit
 
 pytestmark = pytest.mark.integration
 

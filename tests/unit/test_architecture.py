@@ -1,5 +1,5 @@
-"""The house rules hold: imports flow registry_sync → bridge → tool_server, the client imports nothing of ours,
-no module imports another back (no cycle), every sub-package says what it holds, and each public name
+"""The house rules hold: imports flow registry_sync → bridge → tool_server, the client imports nothing of
+ours, no module imports another back (no cycle), every sub-package says what it holds, and each public name
 listed in an `__all__` exists."""
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def test_no_import_cycle_between_our_modules() -> None:
     graph = {module: _ours(_imports(module, path)) - {module} for module, path in MODULES.items()}
     # A package imports its own sub-modules to re-export them; that edge is not a cycle of meaning.
     for module, edges in graph.items():
-        graph[module] = {edge for edge in edges if not module == edge.rsplit(".", 1)[0]
+        graph[module] = {edge for edge in edges if module != edge.rsplit(".", 1)[0]
                          and not edge.startswith(module + ".")}
     visiting: list[str] = []
     done: set[str] = set()
@@ -107,7 +107,10 @@ def test_no_import_cycle_between_our_modules() -> None:
         visit(module)
 
 
-@pytest.mark.parametrize("package", sorted(name for name, path in MODULES.items() if path.name == "__init__.py"))
+PACKAGE_INITS = sorted(name for name, path in MODULES.items() if path.name == "__init__.py")
+
+
+@pytest.mark.parametrize("package", PACKAGE_INITS)
 def test_every_package_opens_with_a_docstring_of_its_job(package: str) -> None:
     doc = ast.get_docstring(ast.parse(MODULES[package].read_text()))
     assert doc and len(doc.split()) >= 8, f"{package}/__init__.py needs a docstring saying what it holds"

@@ -19,11 +19,11 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from toolbridge_client.pydantic_models import model_from_schema
 
 from bridge.model_host.loader import ModelStore
 from bridge.schema import input_schema, to_model_input
 from bridge.validation import compile_validator
+from toolbridge_client.pydantic_models import model_from_schema
 
 PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -11,11 +11,11 @@ import pytest
 from mlflow.types import ColSpec, ParamSpec
 from mlflow.types.schema import Array, Object, Property
 from pydantic import BaseModel, ValidationError
-from toolbridge_client.pydantic_models import model_from_schema, to_arguments
 
 from bridge.schema import input_schema, output_schema, strict_variant
 from bridge.validation import ToolInputError, compile_validator
 from tests.unit.test_schema import SIGNATURES, columns, tensor
+from toolbridge_client.pydantic_models import model_from_schema, to_arguments
 
 # One valid call per signature of tests/unit/test_schema.py (every shape input_schema emits).
 VALID: dict[str, dict[str, Any]] = {
