@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo up test check fuzz lock clean
+.PHONY: install demo up lint test check fuzz lock clean
 
 $(STAMP): pyproject.toml client/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +20,15 @@ demo: install
 up: install
 	$(BIN)/toolbridge up
 
-test: install
+# ruff and mypy (strict, as configured in pyproject.toml) before any test: CI runs `make test`, so both gate it.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest
 
-check: install
-	$(BIN)/ruff check .
+check: lint
 	$(BIN)/python -m pytest tests/unit -q
 
 # Schemathesis against the served OpenAPI documents, FUZZ_EXAMPLES cases per operation, randomized (the seed
