@@ -110,8 +110,9 @@ class RedisBackend:
                                      retry=Retry(NoBackoff(), 1))
 
     async def get(self, key: str) -> bytes | None:
-        value: bytes | None = await self._redis.get(key)
-        return value
+        value = await self._redis.get(key)
+        # redis-py types replies as bytes | str; without decode_responses (ours) they are always bytes.
+        return value.encode() if isinstance(value, str) else value
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         await self._redis.set(key, value, px=max(1, round(ttl * 1000)))

@@ -43,7 +43,8 @@ def _parse_signature(model: Model) -> dict[str, Any] | None:
 
 def _example_as_json(model: Model, folder: Path) -> Any:
     """The input example as plain JSON: records for DataFrames, nested lists for arrays."""
-    example = model.load_input_example(str(folder))
+    # MLflow annotates this `str | None`; it actually returns a DataFrame, ndarray, dict, ... or None.
+    example: Any = model.load_input_example(str(folder))
     if example is None:
         return None
     if hasattr(example, "to_dict"):  # pandas DataFrame

@@ -7,6 +7,7 @@ version's own signature (`bridge.model_host.payload`, built once at load) before
 
 from __future__ import annotations
 
+import builtins
 import functools
 import json
 import logging
@@ -188,7 +189,7 @@ class ModelStore:
         with self._lock:
             return self._models.pop(key, None) is not None
 
-    def list(self) -> list[LoadedModel]:
+    def list(self) -> builtins.list[LoadedModel]:
         with self._lock:
             return list(self._models.values())
 
@@ -204,7 +205,7 @@ class ModelStore:
         model.last_used = time.time()
         return model
 
-    def predict(self, key: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    def predict(self, key: str, payload: dict[str, Any]) -> builtins.list[dict[str, Any]]:
         """One result object per input row: `label` + `probabilities` for classifiers, else `prediction`.
 
         Raises PayloadInvalid (a ValueError) naming each field that breaks the version's signature.
@@ -214,7 +215,7 @@ class ModelStore:
             model.validator.validate(payload)
         return _answer(model, payload)
 
-    def predict_many(self, key: str, payloads: Sequence[dict[str, Any]]) -> list[Result]:
+    def predict_many(self, key: str, payloads: Sequence[dict[str, Any]]) -> builtins.list[Result]:
         """`predict` for the calls of one batch, each answered with its rows or its own exception; the valid
         ones that can share a model call get one (`bridge.model_host.batching.predict_jobs`)."""
         model = self.get(key)

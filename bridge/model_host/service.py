@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import anyio
 import bentoml
@@ -28,6 +28,18 @@ from bridge.model_host.payload import PayloadInvalid
 __all__ = ["HostSettings", "ModelHost"]
 
 log = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _api(route: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """`bentoml.api(route=...)`, typed for mypy (its `_bentoml_sdk` ships no py.typed, so it reads as Any).
+
+    BentoML turns the method into an APIMethod descriptor that binds and calls like the method itself.
+    """
+    decorator: Callable[[Callable[_P, _R]], Callable[_P, _R]] = bentoml.api(route=route)
+    return decorator
 
 
 class HostSettings(BaseSettings):
@@ -65,18 +77,18 @@ class ModelHost:
         return await anyio.to_thread.run_sync(self.store.predict_many, key, payloads,
                                               limiter=self._model_thread)
 
-    @bentoml.api(route="/v1/models/load")
+    @_api(route="/v1/models/load")
     def load(self, key: str, uri: str) -> dict[str, Any]:
         try:
             return self.store.load(key, uri).describe()
         except Exception as exc:  # any load fault is this version's problem, never the host's
             raise InvalidArgument(f"could not load {uri}: {type(exc).__name__}: {exc}") from exc
 
-    @bentoml.api(route="/v1/models/unload")
+    @_api(route="/v1/models/unload")
     def unload(self, key: str) -> dict[str, Any]:
         return {"key": key, "unloaded": self.store.unload(key)}
 
-    @bentoml.api(route="/v1/models/list")
+    @_api(route="/v1/models/list")
     def list_models(self) -> dict[str, Any]:
         batching = {"enabled": self.batcher is not None, "max_rows": self.settings.batch_max_rows,
                     **(self.batcher.stats.as_dict() if self.batcher else {}),
@@ -86,7 +98,7 @@ class ModelHost:
                 "memory_budget_bytes": self.store.memory_budget_bytes, "evictions": self.store.evictions,
                 "process_rss_bytes": psutil.Process(os.getpid()).memory_info().rss, "batching": batching}
 
-    @bentoml.api(route="/v1/predict")
+    @_api(route="/v1/predict")
     async def predict(self, key: str, payload: dict[str, Any], uri: str | None = None) -> dict[str, Any]:
         """With `uri`, a version this host lost (worker restart, eviction) is loaded again on demand."""
         try:

@@ -6,6 +6,7 @@ as hard to invert as guessing the key, and a lookup by hash is one indexed query
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import os
 import secrets
@@ -81,26 +82,26 @@ class KeyStore:
             raise ValueError("a key name has 1 to 64 characters")
         if any(k.name == name and k.state == "active" for k in self.list()):
             raise ValueError(f"an active key named {name!r} exists; revoke it first or pick another name")
-        key, now = new_key(), datetime.now(UTC)
-        row = {"id": secrets.token_hex(6), "name": name, "key_hash": hash_key(key),
+        key, now, key_id = new_key(), datetime.now(UTC), secrets.token_hex(6)
+        row = {"id": key_id, "name": name, "key_hash": hash_key(key),
                "scopes": " ".join(sorted(set(scopes))), "rate_limit_per_minute": rate_limit_per_minute,
                "created_at": now, "expires_at": now + expires_in if expires_in else None,
                "last_used_at": None, "revoked_at": None}
         with self.engine.begin() as conn:
             conn.execute(api_keys.insert().values(**row))
-        return key, self.get(row["id"])
+        return key, self.get(key_id)
 
     def get(self, key_id: str) -> KeyInfo:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).one()
         return _info(row)
 
-    def list(self) -> list[KeyInfo]:
+    def list(self) -> builtins.list[KeyInfo]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at)).all()
         return [_info(row) for row in rows]
 
-    def revoke(self, name_or_id: str) -> list[KeyInfo]:
+    def revoke(self, name_or_id: str) -> builtins.list[KeyInfo]:
         """Revoke the active key with this id, or every active key with this name; the revoked ones."""
         now = datetime.now(UTC)
         targets = [k for k in self.list() if k.revoked_at is None and name_or_id in (k.id, k.name)]

@@ -71,8 +71,7 @@ def up(
         observability = ObservabilitySettings()
         configure_logging(observability, console)  # first: all that follows logs in that format
         settings = ServerSettings(**overrides)
-        concerns = {"sync": SyncSettings(), "bridge": BridgeSettings(), "security": SecuritySettings(),
-                    "cache": CacheSettings(), "observability": observability}
+        sync, bridge, security, cache = SyncSettings(), BridgeSettings(), SecuritySettings(), CacheSettings()
     except ValidationError as exc:
         console.print(f"[red]invalid setting:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -93,7 +92,8 @@ def up(
             tracking_uri = embedded.uri
             console.print(f"MLflow UI and registry: [bold]{tracking_uri}[/bold] (data in {embedded.root})")
         # Before any MLflow call: it makes the client fail fast.
-        runtime = Runtime(settings, tracking_uri, **concerns)
+        runtime = Runtime(settings, tracking_uri, sync=sync, bridge=bridge, security=security, cache=cache,
+                          observability=observability)
         announce_admin_key(runtime.keys, settings.admin_key_path)
         # Before the demo's events: once an event fired, MLflow caches "no webhook for it" for a minute.
         _auto_register_webhook(settings, tracking_uri, embedded=embedded is not None)

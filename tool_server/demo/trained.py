@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,9 @@ __all__ = ["DATA_DIR", "RANDOM_STATE", "SYNTHETIC_NOTE", "TrainedModel", "split"
 DATA_DIR = Path(__file__).resolve().parent / "data"
 RANDOM_STATE = 0
 SYNTHETIC_NOTE = "Demo model trained on synthetic data; not for real decisions."
+
+_Features = TypeVar("_Features", pd.DataFrame, np.ndarray)
+_Target = TypeVar("_Target", pd.Series, np.ndarray)
 
 
 @dataclass
@@ -36,6 +39,9 @@ class TrainedModel:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def split(X, y):
-    return train_test_split(X, y, test_size=0.25, random_state=RANDOM_STATE, stratify=y)
+def split(X: _Features, y: _Target) -> tuple[_Features, _Features, _Target, _Target]:
+    """Stratified 75/25 train/test split: X_train, X_test, y_train, y_test (each the type it came in as)."""
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=RANDOM_STATE,
+                                                        stratify=y)
+    return X_train, X_test, y_train, y_test
 

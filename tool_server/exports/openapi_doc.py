@@ -99,4 +99,5 @@ _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 def to_yaml(document: dict[str, Any]) -> str:
     """The document as YAML (`GET /openapi.yaml`), key order kept."""
-    return yaml.dump(document, Dumper=_DUMPER, sort_keys=False, allow_unicode=True)
+    text: str = yaml.dump(document, Dumper=_DUMPER, sort_keys=False, allow_unicode=True)  # no stream: a str
+    return text

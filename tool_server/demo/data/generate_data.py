@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import random
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +121,7 @@ def make_headlines(rng: random.Random, per_class: int = 80) -> list[tuple[str, s
     return rows
 
 
-def make_credit(seed: int = 7, n: int = 400) -> list[dict]:
+def make_credit(seed: int = 7, n: int = 400) -> list[dict[str, float | str]]:
     rs = np.random.default_rng(seed)
     age = rs.integers(21, 70, n)
     income = np.round(np.clip(rs.lognormal(np.log(55_000), 0.45, n), 12_000, 350_000), -2)
@@ -132,7 +133,7 @@ def make_credit(seed: int = 7, n: int = 400) -> list[dict]:
              - 0.08 * (emp - 5) - 0.015 * (age - 40) + rs.normal(0, 0.6, n))
     defaulted = (rs.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
     missing = rs.random(n) < 0.12  # employment history not provided for ~12% of applicants
-    rows = []
+    rows: list[dict[str, float | str]] = []
     for i in range(n):
         rows.append({
             "age": int(age[i]),
@@ -145,7 +146,7 @@ def make_credit(seed: int = 7, n: int = 400) -> list[dict]:
     return rows
 
 
-def make_sensors(seed: int = 11, n: int = 300) -> list[dict]:
+def make_sensors(seed: int = 11, n: int = 300) -> list[dict[str, float]]:
     rs = np.random.default_rng(seed)
     failing = rs.random(n) < 0.3
     temp = np.where(failing, rs.normal(88, 7, n), rs.normal(68, 6, n))
@@ -164,7 +165,7 @@ def make_sensors(seed: int = 11, n: int = 300) -> list[dict]:
     ]
 
 
-def _write(path: Path, rows: list[dict], fields: list[str]) -> None:
+def _write(path: Path, rows: Iterable[Mapping[str, object]], fields: list[str]) -> None:
     with path.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
