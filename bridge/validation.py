@@ -9,6 +9,7 @@ Messages are built from the schema and the value, never from jsonschema's own te
 
 from __future__ import annotations
 
+import ast
 import base64
 import binascii
 import difflib
@@ -26,8 +27,8 @@ from jsonschema.exceptions import SchemaError as JsonSchemaError
 from bridge.errors import BridgeError
 from bridge.schema import SchemaError
 
-__all__ = ["FieldProblem", "InputValidator", "ToolInputError", "compile_validator", "expected_words",
-           "got_words"]
+__all__ = ["FieldProblem", "InputValidator", "ToolInputError", "compile_validator", "example_of",
+           "expected_words", "got_words"]
 
 MAX_PROBLEMS = 100  # a 10,000-cell tensor of strings must not produce a 10,000-line message
 _DATETIME_EXAMPLE = "2024-01-31T12:00:00Z"
@@ -71,18 +72,23 @@ class InputValidator:
         self._validator = validator
 
     def coerce(self, payload: Any) -> Any:
-        """`payload` with array and object fields sent as JSON text parsed (Dify's custom tools stringify
-        them); anything that does not parse to the declared kind is left for `validate` to report."""
+        """`payload` with what Dify's custom tools send put back as the LLM meant it: array and object fields
+        sent as JSON text or as a Python repr (`"{'k': 'v'}"`, parsed with `ast.literal_eval`, never `eval`)
+        parsed, and `""` in an optional field that cannot hold it (a number, a date-time...) read as null
+        (Dify sends an LLM's None as "").
+        Anything else is left for `validate` to report."""
         properties = self.schema.get("properties", {}) if isinstance(payload, dict) else {}
         coerced = dict(payload) if properties else payload
+        required = set(self.schema.get("required", ()))
         for name, value in (payload.items() if properties else ()):
-            kinds = set(_types(properties.get(name))) & {"array", "object"}
-            if not kinds or not isinstance(value, str):
+            prop = properties.get(name)
+            kinds = set(_types(prop))
+            if value == "" and name not in required and kinds and not _takes_empty_text(prop, kinds):
+                coerced[name] = None
                 continue
-            try:
-                parsed = json.loads(value)
-            except ValueError:
+            if not kinds & {"array", "object"} or not isinstance(value, str):
                 continue
+            parsed = _parse_text(value)
             if (("array" in kinds and isinstance(parsed, list))
                     or ("object" in kinds and isinstance(parsed, dict))):
                 coerced[name] = parsed
@@ -102,6 +108,64 @@ class InputValidator:
         if problems:
             listed = sorted(problems.values(), key=lambda p: _NUMBERS.sub(lambda m: m[0].zfill(12), p.field))
             raise ToolInputError(listed[:MAX_PROBLEMS], more=max(0, len(listed) - MAX_PROBLEMS))
+
+
+def _takes_empty_text(prop: Any, kinds: set[str]) -> bool:
+    """`""` is a value of this field (a plain string), not Dify's way of saying null."""
+    if "string" not in kinds or not isinstance(prop, dict):
+        return False
+    return not ({"format", "contentEncoding", "enum", "pattern"} & prop.keys() or prop.get("minLength", 0))
+
+
+_NOT_PARSED = object()
+_MAX_LITERAL = 100_000  # characters: ast.literal_eval of a huge text is slow
+
+
+def _plain(value: Any) -> Any:
+    """A Python literal as JSON would have it: tuples as lists; anything JSON has no word for refused."""
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise ValueError("object keys must be strings")
+        return {key: _plain(item) for key, item in value.items()}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise ValueError(f"{type(value).__name__} is not JSON")
+
+
+def _parse_text(text: str) -> Any:
+    """JSON text, else a Python literal (Dify sends objects as their repr); _NOT_PARSED if neither."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    if len(text) > _MAX_LITERAL:
+        return _NOT_PARSED
+    try:
+        return _plain(ast.literal_eval(text))
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return _NOT_PARSED
+
+
+def example_of(schema: Any) -> Any:
+    """A small value `schema` accepts, to show a caller what to send (an object of its first fields, one
+    item an array)."""
+    kinds = [k for k in _types(schema) if k != "null"] if isinstance(schema, dict) else []
+    if isinstance(schema, dict) and schema.get("enum"):
+        return schema["enum"][0]
+    kind = kinds[0] if kinds else "string"
+    if kind == "array":
+        items = schema.get("items")
+        count = max(1, min(int(schema.get("minItems", 1)), 4))
+        return [example_of(items if isinstance(items, dict) else {}) for _ in range(count)]
+    if kind == "object":
+        props = schema.get("properties") or {}
+        if props:
+            return {name: example_of(sub) for name, sub in list(props.items())[:3]}
+        values = schema.get("additionalProperties")
+        return {"key": example_of(values if isinstance(values, dict) else {})}
+    return {"integer": 3, "number": 1.5, "boolean": True}.get(kind, "text")
 
 
 def _is_datetime(value: object) -> bool:
@@ -164,8 +228,12 @@ def _problems_of(errors: Iterable[ValidationError]) -> Iterator[FieldProblem]:
             yield FieldProblem("", expected, _got(instance), f"expected {expected}, got {_got(instance)}")
         else:
             field, expected = _path(path), _expected(schema)
+            hint = ""
+            if isinstance(instance, str) and set(_types(schema)) & {"array", "object"} and field:
+                hint = (f"; send `{field}` as JSON text, e.g. "
+                        f"{json.dumps(example_of(schema), ensure_ascii=False)}")
             yield FieldProblem(field, expected, _got(instance),
-                               f"{_subject(field)}: expected {expected}, got {_got(instance)}")
+                               f"{_subject(field)}: expected {expected}, got {_got(instance)}{hint}")
 
 
 def _unknown(field: str, name: str, accepted: list[str]) -> FieldProblem:

@@ -12,6 +12,7 @@ from bridge.runtime import Bridge, BridgeSettings
 from bridge.toolspec import ToolSpec
 from registry_sync import RegistryWatcher, SyncSettings
 from tool_server.access.audit import AuditLog
+from tool_server.access.catalog_tokens import CatalogTokens
 from tool_server.access.db import make_engine
 from tool_server.access.keys import KeyStore
 from tool_server.access.limits import RateLimiter
@@ -68,6 +69,7 @@ class Runtime:
         self.security = security or SecuritySettings()
         self.engine = make_engine(self.security.url(server.state_dir))
         self.keys = KeyStore(self.engine)
+        self.catalog_tokens = CatalogTokens(self.engine)
         self.audit = AuditLog(self.engine)
         self.usage = UsageWriteback(MlflowRegistry(tracking_uri),
                                     (observability or ObservabilitySettings()).usage_writeback_seconds)

@@ -73,12 +73,15 @@ def test_openapi_meets_difys_import_rules() -> None:
     assert not [node for node in walk(document) if "$ref" in node], "Dify resolves only top-level $refs"
 
 
-def test_openapi_request_body_is_the_tool_input_schema() -> None:
+def test_openapi_request_body_is_the_tool_input_schema_in_the_30_dialect() -> None:
     document = build_openapi([CREDIT], "http://x")
     operation = document["paths"]["/tools/credit_risk/invoke"]["post"]
-    body = operation["requestBody"]["content"]["application/json"]
-    assert body["schema"] == CREDIT.input_schema
-    assert body["schema"]["properties"]["age"]["description"].startswith("Applicant age in years")
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["properties"]) == set(CREDIT.input_schema["properties"])
+    assert body["required"] == CREDIT.input_schema["required"] and body["additionalProperties"] is False
+    assert body["properties"]["age"]["description"].startswith("Applicant age in years")
+    assert body["properties"]["employment_years"]["type"] == "number"
+    assert body["properties"]["employment_years"]["nullable"] is True
 
 
 def test_openai_tools_pass_strict_mode_rules() -> None:

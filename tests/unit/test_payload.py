@@ -10,8 +10,8 @@ from mlflow.types import ColSpec, ParamSpec
 
 from bridge.model_host.payload import PayloadInvalid, PayloadValidator, validator_for
 from bridge.schema import to_model_input
+from tests.unit.schema_helpers import SIGNATURES, columns, tensor
 from tests.unit.test_pydantic_models import VALID
-from tests.unit.test_schema import SIGNATURES, columns, tensor
 
 
 def problems(validator: PayloadValidator, payload: Any) -> list[str]:

@@ -14,10 +14,10 @@ from pydantic import BaseModel, ValidationError
 
 from bridge.schema import input_schema, output_schema, strict_variant
 from bridge.validation import ToolInputError, compile_validator
-from tests.unit.test_schema import SIGNATURES, columns, tensor
+from tests.unit.schema_helpers import SIGNATURES, columns, tensor
 from toolbridge_client.pydantic_models import model_from_schema, to_arguments
 
-# One valid call per signature of tests/unit/test_schema.py (every shape input_schema emits).
+# One valid call per signature of tests/unit/schema_helpers.py (every shape input_schema emits).
 VALID: dict[str, dict[str, Any]] = {
     "primitives": {"c_double": 1.5, "c_float": 2, "c_long": 3, "c_integer": 4, "c_boolean": True,
                    "c_string": "x", "c_datetime": "2024-01-31T12:00:00Z", "c_binary": "aGVsbG8="},

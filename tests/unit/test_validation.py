@@ -125,8 +125,9 @@ def test_wrong_type_quotes_what_came(applicant: InputValidator) -> None:
                                             "got string 'yes'"),
     ({"age": 1, "income": 1, "history": {"a": 1}}, "field `history`: expected array of integers or null, "
                                                     "got object with fields a"),
-    ({"age": 1, "income": 1, "address": "Lyon"}, "field `address`: expected object with fields street, zip "
-                                                 "or null, got string 'Lyon'"),
+    ({"age": 1, "income": 1, "address": "Lyon"},
+     "field `address`: expected object with fields street, zip or null, got string 'Lyon'; send `address` as "
+     'JSON text, e.g. {"street": "text", "zip": "text"}'),
 ])
 def test_wrong_types_are_worded_from_the_schema(applicant: InputValidator, payload: Any,
                                                 message: str) -> None:
@@ -362,3 +363,26 @@ def test_trusted_schemas_skip_the_metaschema_check(monkeypatch: pytest.MonkeyPat
     validator = compile_validator(input_schema({"inputs": [{"type": "long", "name": "x", "required": True}]}),
                                   trusted=True)
     assert messages(validator, {"x": "1"}) == ["field `x`: expected integer, got string '1'"]
+
+
+def test_dify_shapes_are_read_as_the_llm_meant_them(applicant: InputValidator) -> None:
+    """Dify sends an LLM's None as "", and an object argument as its Python repr (tests/contracts/dify)."""
+    sent = {"age": 1, "income": 1, "applied_at": "", "history": "[1, 2]",
+            "address": "{'street': 'Rue Neuve', 'zip': '69001'}"}
+    coerced = applicant.coerce(sent)
+    applicant.validate(coerced)
+    assert coerced["applied_at"] is None and coerced["history"] == [1, 2]
+    assert coerced["address"] == {"street": "Rue Neuve", "zip": "69001"}
+
+
+def test_an_empty_string_stays_an_error_where_a_value_is_required(applicant: InputValidator) -> None:
+    assert messages(applicant, applicant.coerce({"age": "", "income": 1})) == [
+        "field `age`: expected integer, got string ''"]
+
+
+@pytest.mark.parametrize("text", ["__import__('os').system('true')", "{'a': open('/etc/passwd')}",
+                                  "{1, 2}", "(" * 5000 + ")" * 5000, "{'street': b'x', 'zip': '1'}"])
+def test_python_text_is_only_ever_a_literal_never_code(applicant: InputValidator, text: str) -> None:
+    coerced = applicant.coerce({"age": 1, "income": 1, "address": text})
+    assert coerced["address"] == text  # not parsed: left for validate to refuse
+    assert "send `address` as JSON text" in messages(applicant, coerced)[0]

@@ -19,11 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tool_server.access.db import api_keys
-from tool_server.access.scopes import ADMIN, RESTRICTED, Principal, Unauthenticated
+from tool_server.access.scopes import ADMIN, KEY_PREFIX, RESTRICTED, Principal, Unauthenticated
 
 __all__ = ["KEY_PREFIX", "KeyInfo", "KeyStore", "ensure_admin_key", "hash_key", "new_key"]
 
-KEY_PREFIX = "tb_"
 TOUCH_EVERY = timedelta(seconds=60)  # last_used_at is written at most this often per key: reads stay reads
 ADMIN_SCOPES = frozenset({ADMIN, RESTRICTED, "*"})
 

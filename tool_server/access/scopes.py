@@ -15,6 +15,8 @@ Access errors, one tree (mapped to HTTP in tool_server/errors.py):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping
@@ -26,6 +28,7 @@ __all__ = ["ADMIN", "RESTRICTED", "AccessError", "Forbidden", "Principal", "Rate
            "may_call", "parse_scopes", "presented_key", "tool_forbidden"]
 
 ADMIN = "admin"
+KEY_PREFIX = "tb_"  # every API key starts so (keys.new_key)
 ROLES = frozenset({ADMIN, RESTRICTED})
 _SCOPE = re.compile(r"^[A-Za-z0-9_*?\[\]!-]{1,64}$")
 
@@ -94,9 +97,27 @@ def parse_scopes(raw: Iterable[str]) -> frozenset[str]:
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
-    """The key from `X-API-Key` or `Authorization: Bearer ...` (header names lower-case)."""
+    """The key from `X-API-Key` or `Authorization` (header names lower-case).
+
+    `Authorization` takes `Bearer <key>`, `Basic <key>` (Dify's custom-tool form prefixes the raw key with
+    `Basic`) and `Basic base64(user:key)` (a standard Basic pair; the password is the key, or the user name
+    when the password is empty). A prefix sent twice (`Bearer Bearer <key>`: Dify writes the prefix back into
+    its credentials and adds it again on the next call of an agent run) is read once.
+    """
     key = headers.get("x-api-key")
     if key:
         return key.strip() or None
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    words = headers.get("authorization", "").split()
+    scheme = words[0].lower() if words else ""
+    while len(words) > 2 and words[1].lower() == scheme:
+        words.pop(1)
+    if len(words) != 2 or scheme not in ("bearer", "basic"):
+        return None
+    token = words[1]
+    if scheme == "bearer" or token.startswith(KEY_PREFIX):
+        return token
+    try:
+        user, colon, password = base64.b64decode(token, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (password or user or None) if colon else None

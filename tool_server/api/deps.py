@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Query, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from registry_sync.webhooks import SIGNATURE_HEADER
@@ -13,7 +14,8 @@ from tool_server.api.middleware import request_id_of
 from tool_server.calls import CallContext
 from tool_server.runtime import Runtime
 
-__all__ = ["WEBHOOK_SIGNATURE", "AdminDep", "CallerDep", "HttpCallDep", "RawBody", "RuntimeDep"]
+__all__ = ["WEBHOOK_SIGNATURE", "AdminDep", "CallerDep", "CatalogReaderDep", "HttpCallDep", "RawBody",
+           "RuntimeDep"]
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -46,6 +48,20 @@ async def get_caller(request: Request,
     return await runtime.calls.authenticate(presented_key(request.headers))
 
 
+async def get_catalog_reader(
+        request: Request,
+        token: Annotated[str | None, Query(description="catalog token from `toolbridge keys schema-url`, for "
+                                                       "clients that send no header (Dify's Import from URL)",
+                                           max_length=200)] = None,
+        _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
+        _api_key: Annotated[str | None, Security(_API_KEY)] = None) -> Principal:
+    """Who reads a catalog document: the API key's principal, or that of a read-only catalog token."""
+    runtime = get_runtime(request)
+    if token is not None and presented_key(request.headers) is None:
+        return await asyncio.to_thread(runtime.catalog_tokens.principal, token)
+    return await runtime.calls.authenticate(presented_key(request.headers))
+
+
 async def get_admin(caller: Annotated[Principal, Depends(get_caller)]) -> Principal:
     if not caller.is_admin:
         raise Forbidden("this endpoint needs an API key with the `admin` scope")
@@ -62,6 +78,7 @@ async def http_call(request: Request) -> CallContext:
 
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 CallerDep = Annotated[Principal, Depends(get_caller)]
+CatalogReaderDep = Annotated[Principal, Depends(get_catalog_reader)]
 AdminDep = Annotated[Principal, Depends(get_admin)]
 RawBody = Annotated[bytes, Depends(raw_body)]
 HttpCallDep = Annotated[CallContext, Depends(http_call)]

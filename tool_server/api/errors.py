@@ -15,23 +15,28 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bridge.errors import BridgeError
 from bridge.invoker import ModelFailure, ModelRejectedInput, ToolNotFound, ToolTimeout, ToolUnavailable
 from bridge.validation import ToolInputError
 from tool_server.access.scopes import Forbidden, RateLimited, Unauthenticated
+from tool_server.api.encoding import PythonJSONResponse
 from tool_server.api.middleware import BodyTooLarge
 from tool_server.api.wire import ERROR_DESCRIPTIONS
 from tool_server.calls import InvalidBody
 
-__all__ = ["InvalidBody", "add_exception_handlers", "document_error_bodies", "error_code"]
+__all__ = ["InvalidBody", "InvalidQuery", "add_exception_handlers", "document_error_bodies", "error_code"]
+
+
+class InvalidQuery(Exception):
+    """A query parameter the route cannot use (e.g. a `?page=` past the last page)."""
 
 # Most specific first: the first matching class wins.
 _CODES: list[tuple[type[Exception], int, str]] = [
     (ToolInputError, 422, "invalid_arguments"),
     (InvalidBody, 422, "invalid_body"),
+    (InvalidQuery, 422, "invalid_query"),
     (ModelRejectedInput, 422, "model_rejected_input"),
     (BodyTooLarge, 413, "body_too_large"),
     (Unauthenticated, 401, "unauthenticated"),
@@ -64,13 +69,13 @@ def _headers(exc: Exception) -> dict[str, str]:
     return {}
 
 
-async def _handle(_: Request, exc: Exception) -> JSONResponse:
+async def _handle(_: Request, exc: Exception) -> PythonJSONResponse:
     status, code = error_code(exc)
     problems = None
     if isinstance(exc, ToolInputError):
         problems = [{"field": p.field, "expected": p.expected, "got": p.got, "message": p.message}
                     for p in exc.problems]
-    return JSONResponse(_body(code, str(exc), problems), status_code=status, headers=_headers(exc))
+    return PythonJSONResponse(_body(code, str(exc), problems), status_code=status, headers=_headers(exc))
 
 
 _PLACES = {"query": "query parameter", "path": "path parameter", "header": "header", "body": "body field"}
@@ -92,14 +97,14 @@ def _problem(error: dict[str, Any]) -> dict[str, str]:
             "message": f"{where}: expected {expected}, got {got}"}
 
 
-async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
+async def _invalid_request(_: Request, exc: Exception) -> PythonJSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = [_problem(error) for error in exc.errors()]
     message = "; ".join(p["message"] for p in problems) + ". Fix the request and send it again."
-    return JSONResponse(_body("invalid_request", message, problems), status_code=422)
+    return PythonJSONResponse(_body("invalid_request", message, problems), status_code=422)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> PythonJSONResponse:
     """Routing answers (unknown path, wrong method) in our body, pointing at the API description."""
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers or {})
@@ -115,7 +120,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         kind = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
     except ValueError:  # a status outside the standard list
         kind = "http_error"
-    return JSONResponse(_body(kind, message), status_code=exc.status_code, headers=headers)
+    return PythonJSONResponse(_body(kind, message), status_code=exc.status_code, headers=headers)
 
 
 def add_exception_handlers(app: FastAPI) -> None:

@@ -13,7 +13,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from bridge.invoker import InvokeResult
 from bridge.toolspec import ToolSpec
 from tool_server.access.audit import read_records
-from tool_server.api.deps import AdminDep, CallerDep, HttpCallDep, RawBody, RuntimeDep
+from tool_server.api.deps import AdminDep, CallerDep, CatalogReaderDep, HttpCallDep, RawBody, RuntimeDep
+from tool_server.api.encoding import PythonJSONResponse
+from tool_server.api.errors import InvalidQuery
 from tool_server.api.wire import (
     INVOKE_OPENAPI,
     INVOKE_RESPONSES,
@@ -24,7 +26,7 @@ from tool_server.api.wire import (
     error_responses,
 )
 from tool_server.exports.openai_tools import openai_tools
-from tool_server.exports.openapi_doc import build_openapi, to_yaml
+from tool_server.exports.openapi_doc import PageError, build_openapi, select_tools, to_yaml
 
 __all__ = ["router"]
 
@@ -102,42 +104,62 @@ async def get_tool(name: str, runtime: RuntimeDep, caller: CallerDep) -> ToolPub
     return _public(runtime.calls.tool(caller, name), runtime.server.base_url)
 
 
-def _answer(result: InvokeResult) -> ORJSONResponse:
+def _answer(result: InvokeResult) -> PythonJSONResponse:
     headers = {"X-Toolbridge-Model-Version": result.model_version}
     if result.cached is not None:  # only when the response cache applied to this tool
         headers["X-Toolbridge-Cache"] = "hit" if result.cached else "miss"
-    return ORJSONResponse(result.output, headers=headers)
+    return PythonJSONResponse(result.output, headers=headers)
 
 
 @router.post("/tools/{name}/invoke", tags=["tools"], responses=INVOKE_RESPONSES,
              openapi_extra=INVOKE_OPENAPI)
 async def invoke(name: str, runtime: RuntimeDep, caller: CallerDep, call: HttpCallDep, body: RawBody
-                 ) -> ORJSONResponse:
+                 ) -> PythonJSONResponse:
     return _answer(await runtime.calls.invoke(caller, name, call, raw=body))
 
 
 @router.post("/tools/{name}/versions/{version}/invoke", tags=["tools"], responses=INVOKE_RESPONSES,
              openapi_extra=INVOKE_OPENAPI)
 async def invoke_version(name: str, version: str, runtime: RuntimeDep, caller: CallerDep, call: HttpCallDep,
-                         body: RawBody) -> ORJSONResponse:
+                         body: RawBody) -> PythonJSONResponse:
     return _answer(await runtime.calls.invoke(caller, name, call, raw=body, version=version))
 
 
-@router.get("/openapi.json", tags=["exports"], responses=KEYED)
-async def openapi(runtime: RuntimeDep, caller: CallerDep) -> ORJSONResponse:
-    """The tools this key may call, one OpenAPI operation each: the URL a Dify custom tool imports."""
-    return ORJSONResponse(build_openapi(runtime.calls.visible(caller), runtime.server.base_url))
+ToolsQuery = Annotated[str | None, Query(
+    description="only tools whose names match these comma-separated globs, e.g. credit_*,fin_*",
+    max_length=2000)]
+PageQuery = Annotated[str | None, Query(
+    description="page of at most 100 tools (Dify's limit per custom-tool provider), from 1; `all` for every "
+                "tool in one document", max_length=12)]
+CATALOG = error_responses(401, 422)
+
+
+def _document(runtime: RuntimeDep, caller: CatalogReaderDep, tools: str | None, page: str | None
+              ) -> dict[str, Any]:
+    try:
+        selection = select_tools(runtime.calls.visible(caller), tools, page)
+    except PageError as exc:
+        raise InvalidQuery(str(exc)) from exc
+    return build_openapi(selection, runtime.server.base_url)
+
+
+@router.get("/openapi.json", tags=["exports"], responses=CATALOG)
+async def openapi(runtime: RuntimeDep, caller: CatalogReaderDep, tools: ToolsQuery = None,
+                  page: PageQuery = None) -> ORJSONResponse:
+    """The tools this key may call, one OpenAPI 3.0.3 operation each: the URL a Dify custom tool imports.
+    At most 100 operations a document (Dify's limit): `?page=` for the rest, `?tools=` to choose."""
+    return ORJSONResponse(_document(runtime, caller, tools, page))
 
 
 @router.get("/openapi.yaml", tags=["exports"], response_class=Response,
-            responses={**_only("application/yaml", "/openapi.json in YAML", {"type": "object"}), **KEYED})
-async def openapi_yaml(runtime: RuntimeDep, caller: CallerDep) -> Response:
-    document = build_openapi(runtime.calls.visible(caller), runtime.server.base_url)
-    return Response(to_yaml(document), media_type="application/yaml")
+            responses={**_only("application/yaml", "/openapi.json in YAML", {"type": "object"}), **CATALOG})
+async def openapi_yaml(runtime: RuntimeDep, caller: CatalogReaderDep, tools: ToolsQuery = None,
+                       page: PageQuery = None) -> Response:
+    return Response(to_yaml(_document(runtime, caller, tools, page)), media_type="application/yaml")
 
 
 @router.get("/tools/{name}/openapi.json", tags=["exports"], responses=PER_TOOL)
-async def tool_openapi(name: str, runtime: RuntimeDep, caller: CallerDep) -> ORJSONResponse:
+async def tool_openapi(name: str, runtime: RuntimeDep, caller: CatalogReaderDep) -> ORJSONResponse:
     """A one-tool OpenAPI document, for importing a single tool."""
     spec = runtime.calls.tool(caller, name)
     return ORJSONResponse(build_openapi([spec], runtime.server.base_url, title=f"Toolbridge tool {name}"))

@@ -69,6 +69,35 @@ def keys_create(
     print(key)  # plain stdout: scripts capture it with $(...)
 
 
+@keys_app.command("schema-url")
+def keys_schema_url(
+    name: Annotated[str, typer.Argument(help="the key's name or id")],
+    url: Annotated[str | None, typer.Option("--url", envvar="TOOLBRIDGE_PUBLIC_URL",
+                                            help="the server's public base URL [default: "
+                                                 "http://127.0.0.1:8000]")] = None,
+    tools: Annotated[str | None, typer.Option("--tools", help="only tools matching these globs, e.g. "
+                                              "credit_*,fin_*")] = None,
+    state_dir: StateDir = DEFAULT_STATE,
+) -> None:
+    """Print a catalog URL for clients that send no header (Dify's "Import from URL"): the OpenAPI document
+    of this key's tools, read-only (it cannot invoke), valid until the key is revoked or expires."""
+    from urllib.parse import urlencode
+
+    from tool_server.access.catalog_tokens import CatalogTokens
+
+    try:
+        token, info = CatalogTokens(_engine(state_dir)).mint(name)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    base = (url or "http://127.0.0.1:8000").rstrip("/")
+    query = {"token": token, **({"tools": tools} if tools else {})}
+    console.print(f"catalog of key {info.name!r} (id {info.id}): read-only, ends with the key's revocation "
+                  "or expiry. Paste it into Dify's custom tool \"Import from URL\"; set the tool's "
+                  "authentication to the key itself for its calls.", highlight=False)
+    print(f"{base}/openapi.json?{urlencode(query, safe='*,')}")  # plain stdout, for scripts
+
+
 @keys_app.command("list")
 def keys_list(
     state_dir: StateDir = DEFAULT_STATE,

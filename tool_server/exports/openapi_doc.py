@@ -1,16 +1,31 @@
-"""The tool catalog as an OpenAPI 3.1 document a Dify custom tool imports (pure; every schema inline)."""
+"""The tool catalog as an OpenAPI 3.0.3 document a Dify custom tool imports (pure; every schema inline).
+
+3.0.3 because Dify 1.14 crashes on a 3.1 type list; at most 100 operations a document because Dify refuses a
+provider of more: a larger catalog is served in pages (`?page=`) or chosen by globs (`?tools=credit_*`).
+"""
 
 from __future__ import annotations
 
 import copy
+import fnmatch
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
 
 from bridge.toolspec import ToolSpec
 from tool_server.api.wire import ANSWER_HEADERS, ERROR_DESCRIPTIONS, RETRY_AFTER_HEADER, RETRY_AFTER_STATUSES
+from tool_server.exports.openapi30 import body_property, to_openapi30
 
-__all__ = ["ERROR_SCHEMA", "build_openapi", "to_yaml"]
+__all__ = ["ERROR_SCHEMA", "MAX_OPERATIONS", "PageError", "Selection", "build_openapi", "select_tools",
+           "to_yaml"]
+
+MAX_OPERATIONS = 100  # Dify refuses to create a custom-tool provider of more operations
+
+
+class PageError(ValueError):
+    """A `?page=` that is not a page of this catalog."""
 
 # wire.ErrorBody written out inline (Dify resolves only a top-level requestBody $ref).
 ERROR_SCHEMA: dict[str, Any] = {
@@ -58,6 +73,13 @@ def _error(status: int) -> dict[str, Any]:
     return answer
 
 
+def _request_schema(spec: ToolSpec) -> dict[str, Any]:
+    schema = to_openapi30({k: v for k, v in spec.input_schema.items() if k != "properties"})
+    schema["properties"] = {name: body_property(prop)
+                            for name, prop in spec.input_schema.get("properties", {}).items()}
+    return schema
+
+
 def _operation(spec: ToolSpec) -> dict[str, Any]:
     return {
         "operationId": spec.name,
@@ -65,29 +87,74 @@ def _operation(spec: ToolSpec) -> dict[str, Any]:
         "description": spec.description,
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": copy.deepcopy(spec.input_schema)}},
+            "content": {"application/json": {"schema": _request_schema(spec)}},
         },
         "responses": {
             "200": {"description": "the model's answer",
                     "headers": copy.deepcopy(ANSWER_HEADERS),
-                    "content": {"application/json": {"schema": copy.deepcopy(spec.output_schema)}}},
+                    "content": {"application/json": {"schema": to_openapi30(spec.output_schema)}}},
             **{str(status): _error(status) for status in INVOKE_ERRORS},
         },
     }
 
 
-def build_openapi(specs: list[ToolSpec], base_url: str, title: str = "Toolbridge tools") -> dict[str, Any]:
+class Selection:
+    """The tools of one document: those matching `patterns` (all if none), page `page` of at most
+    MAX_OPERATIONS (`None`: the first; `"all"`: every tool in one document, too many for Dify)."""
+
+    def __init__(self, specs: Sequence[ToolSpec], patterns: Sequence[str] = (),
+                 page: int | str | None = None) -> None:
+        chosen = sorted((s for s in specs if not patterns or any(fnmatch.fnmatchcase(s.name, p)
+                                                                  for p in patterns)),
+                        key=lambda s: s.name)
+        self.total = len(chosen)
+        self.pages = max(1, math.ceil(self.total / MAX_OPERATIONS))
+        if page == "all":
+            self.page: int | None = None
+            self.specs = chosen
+            return
+        number = 1 if page is None else page
+        if not isinstance(number, int) or not 1 <= number <= self.pages:
+            raise PageError(f"page {page!r} does not exist: this catalog has {self.pages} page(s) of at most "
+                            f"{MAX_OPERATIONS} tools; send ?page=1 to ?page={self.pages}, or ?page=all")
+        self.page = number
+        self.specs = chosen[(number - 1) * MAX_OPERATIONS:number * MAX_OPERATIONS]
+
+
+def select_tools(specs: Sequence[ToolSpec], tools: str | None, page: str | None) -> Selection:
+    """`?tools=credit_*,fin_*` and `?page=2` (or `all`) as the routes receive them."""
+    patterns = [p.strip() for p in (tools or "").split(",") if p.strip()]
+    if page is None or page == "all":
+        return Selection(specs, patterns, page)
+    if not page.isdigit():
+        raise PageError(f"page must be a number from 1 or 'all', got {page!r}")
+    return Selection(specs, patterns, int(page))
+
+
+def _paging_note(selection: Selection, base_url: str) -> str:
+    if selection.page is None or selection.pages == 1:
+        return ""
+    others = ", ".join(f"{base_url}/openapi.json?page={n}" for n in range(1, selection.pages + 1)
+                       if n != selection.page)
+    return (f" This is page {selection.page} of {selection.pages} ({selection.total} tools; Dify holds at "
+            f"most {MAX_OPERATIONS} a custom-tool provider): import the others as providers of their own "
+            f"({others}), or choose tools by name with ?tools=credit_*,fin_*.")
+
+
+def build_openapi(specs: Sequence[ToolSpec] | Selection, base_url: str,
+                  title: str = "Toolbridge tools") -> dict[str, Any]:
     """One POST operation per tool at `/tools/{name}/invoke`, `operationId` = tool name."""
+    selection = specs if isinstance(specs, Selection) else Selection(specs, page="all")
     return {
-        "openapi": "3.1.0",
+        "openapi": "3.0.3",
         "info": {
             "title": title,
             "version": "1",
-            "description": "Machine-learning models approved in MLflow, exposed as tools for LLM agents.",
+            "description": "Machine-learning models approved in MLflow, exposed as tools for LLM agents."
+                           + _paging_note(selection, base_url),
         },
         "servers": [{"url": base_url}],
-        "paths": {f"/tools/{spec.name}/invoke": {"post": _operation(spec)}
-                  for spec in sorted(specs, key=lambda s: s.name)},
+        "paths": {f"/tools/{spec.name}/invoke": {"post": _operation(spec)} for spec in selection.specs},
         "components": {"schemas": {}, "securitySchemes": copy.deepcopy(SECURITY_SCHEMES)},
         "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
     }

@@ -8,6 +8,7 @@ record. A JSON line reads `{"time", "level", "logger", "message", "request_id"?,
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -30,10 +31,23 @@ _NOT_FIELDS = (*RESERVED_ATTRS, "color_message", "taskName")
 _CHATTY = ("httpx", "httpcore", "urllib3")
 
 
+_CATALOG_TOKEN = re.compile(r"tbc_[A-Za-z0-9._-]+")  # access/catalog_tokens.py: a read-only credential
+
+
+def _redacted(value: object) -> object:
+    if isinstance(value, str) and "tbc_" in value:
+        return _CATALOG_TOKEN.sub("tbc_[redacted]", value)
+    return value
+
+
 class RequestIdFilter(logging.Filter):
-    """Stamps the request id being served on each record, unless the caller passed one in `extra`."""
+    """Stamps the request id being served on each record, unless the caller passed one in `extra`; and
+    redacts catalog tokens, which ride in URLs (uvicorn's access line prints the query string)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and "tbc_" in a for a in record.args):
+            record.args = tuple(_redacted(a) for a in record.args)
+        record.msg = _redacted(record.msg)
         if getattr(record, "request_id", None) is None:
             request_id = REQUEST_ID.get()
             if request_id is not None:
