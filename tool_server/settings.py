@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["CacheSettings", "ObservabilitySettings", "SecuritySettings", "ServerSettings",
-           "persistent_secret"]
+__all__ = ["CacheSettings", "ObservabilitySettings", "SecuritySettings", "ServerSettings", "host_name",
+           "persistent_secret", "web_origin"]
 
 WEBHOOK_SECRET_FILE = "webhook_secret"
 DATABASE_FILE = "toolbridge.db"
 ADMIN_KEY_FILE = "admin.key"
 MIN_WEBHOOK_SECRET = 16
+ANY = "*"  # in TOOLBRIDGE_ALLOWED_HOSTS / _ORIGINS: that check is off
+_DNS_NAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def persistent_secret(path: Path, generate: Callable[[], str]) -> str:
@@ -40,6 +45,59 @@ def persistent_secret(path: Path, generate: Callable[[], str]) -> str:
     return secret
 
 
+def host_name(authority: str) -> str:
+    """The host name of a Host header (or a URL's authority), the form Host/Origin checks compare.
+
+    Lowercase, without the port, the brackets of an IPv6 address or a final dot: `Tb.Example.COM.:8000` →
+    `tb.example.com`, `[::1]:8000` → `::1`. ValueError if it is not a host (a URL, a path, a bad port).
+    """
+    value = authority.strip().lower()
+    if value.startswith("["):  # an IPv6 literal, the only form with colons in the name
+        name, bracket, port = value[1:].partition("]")
+        if not bracket:
+            raise ValueError(f"{authority!r} opens an IPv6 address with [ but never closes it")
+        try:
+            ipaddress.IPv6Address(name)
+        except ValueError:
+            raise ValueError(f"{authority!r} has no IPv6 address between its brackets") from None
+    else:
+        name, colon, port = value.partition(":")
+        port = colon + port
+        name = name[:-1] if name.endswith(".") else name
+        if not _DNS_NAME.match(name):
+            raise ValueError(f"{authority!r} is not a host name like tb.example.com or 127.0.0.1")
+    if port not in ("", ":") and not (port[0] == ":" and port[1:].isdigit() and int(port[1:]) <= 65535):
+        raise ValueError(f"{authority!r} has a bad port; a host is NAME or NAME:PORT")
+    return name
+
+
+def web_origin(url: str) -> str:
+    """A web origin as browsers send it in `Origin`: `scheme://host[:port]`, lowercase, default port dropped.
+
+    ValueError unless `url` is an http(s) origin (a trailing `/` is tolerated; a path, query or user is not).
+    """
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.netloc:
+        raise ValueError(f"{url!r} is not a web origin like https://app.example.com or http://localhost:3000")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError(f"{url!r} has more than scheme://host[:port]; an origin has no path, query or user")
+    try:
+        name = host_name(parts.netloc)
+    except ValueError:
+        raise ValueError(f"{url!r} has a bad host or port") from None
+    port = parts.port  # host_name checked it
+    host = f"[{name}]" if ":" in name else name
+    return f"{scheme}://{host}" + (f":{port}" if port not in (None, _DEFAULT_PORTS[scheme]) else "")
+
+
+def _split_csv(value: object) -> object:
+    """Accept `a,b` from the environment as well as a list from code."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
 class ServerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TOOLBRIDGE_", extra="ignore")
 
@@ -52,6 +110,52 @@ class ServerSettings(BaseSettings):
     webhook_secret: SecretStr | None = Field(
         default=None, description="HMAC secret of MLflow's webhook; none = STATE_DIR/webhook_secret")
     webhook_name: str = Field(default="toolbridge", description="name of our webhook in MLflow")
+    # DNS-rebinding protection (docs/security.md), beyond the names and origins of PUBLIC_URL and HOST.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="more host names clients reach us under (Host header), "
+                                          "comma-separated; .example.com = it and its subdomains; * = any")
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="web origins whose pages may call us (Origin header), "
+                                          "comma-separated, e.g. http://localhost:6274; * = any")
+
+    _split_lists = field_validator("allowed_hosts", "allowed_origins", mode="before")(_split_csv)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, entries: list[str]) -> list[str]:
+        names = []
+        for entry in entries:
+            if entry == ANY:
+                names.append(ANY)
+                continue
+            domain = entry.startswith(".")  # .example.com: the domain and every subdomain
+            try:
+                if "://" in entry:
+                    raise ValueError(f"{entry!r} is a URL, not a host name (origins go in "
+                                     "TOOLBRIDGE_ALLOWED_ORIGINS)")
+                name = host_name(entry[1:] if domain else entry)
+                if domain and ":" in name:
+                    raise ValueError(f"{entry!r} puts a dot before an IP address")
+            except ValueError as exc:
+                raise ValueError(f"TOOLBRIDGE_ALLOWED_HOSTS: {exc}; give comma-separated host names as "
+                                 "clients type them, e.g. tb.example.com,host.docker.internal (a port is "
+                                 "allowed and ignored), .example.com for a domain and its subdomains, or *"
+                                 ) from None
+            names.append("." + name if domain else name)
+        return names
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _web_origins(cls, entries: list[str]) -> list[str]:
+        origins = []
+        for entry in entries:
+            try:
+                origins.append(entry if entry == ANY else web_origin(entry))
+            except ValueError as exc:
+                raise ValueError(f"TOOLBRIDGE_ALLOWED_ORIGINS: {exc}; give comma-separated origins of the "
+                                 "web pages that may call Toolbridge, e.g. "
+                                 "http://localhost:6274,https://app.example.com, or *") from None
+        return origins
 
     @field_validator("mlflow_uri")
     @classmethod

@@ -181,7 +181,7 @@ def post_in_process(state: Path, body: bytes, headers: dict[str, str] | None = N
     transport = httpx.ASGITransport(app=create_app(runtime))
 
     async def post() -> httpx.Response:
-        async with httpx.AsyncClient(transport=transport, base_url="http://toolbridge") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
             return await client.post("/hooks/mlflow", content=body, headers=headers or {})
 
     return asyncio.run(post()), runtime

@@ -10,7 +10,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from starlette.routing import Route
 
 from tool_server.api.errors import add_exception_handlers, document_error_bodies
-from tool_server.api.middleware import ApiKeyGate, BodyLimit, RequestId
+from tool_server.api.middleware import ApiKeyGate, BodyLimit, HostGuard, HostPolicy, RequestId
 from tool_server.api.routes import router
 from tool_server.api.webhooks import router as hooks_router
 from tool_server.exports.mcp_server import MCP_PATH, McpEndpoint
@@ -44,5 +44,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.router.routes.append(Route(MCP_PATH, endpoint=ApiKeyGate(StreamableHTTPASGIApp(mcp.manager),
                                                                    runtime.calls.authenticate)))
     app.add_middleware(BodyLimit, limit=runtime.security.max_body_bytes)
-    app.add_middleware(RequestId)  # outermost: even a 413 carries the request id
+    # Host/Origin (DNS rebinding, docs/security.md) on every route, /mcp included, before the key is read.
+    app.add_middleware(HostGuard, policy=HostPolicy.of(runtime.server))
+    app.add_middleware(RequestId)  # outermost: even a 413 or 421 carries the request id
     return app

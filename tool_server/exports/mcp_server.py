@@ -98,7 +98,8 @@ class McpEndpoint:
         )
         self.server.middleware.append(self._track_session)
         # Stateful: a handshake-era client only hears list_changed on its session's GET stream. SSE answers
-        # (json_response=False): subscriptions/listen needs them. DNS-rebinding checks are off, as for /tools.
+        # (json_response=False): subscriptions/listen needs them. The SDK's DNS-rebinding check stays off: the
+        # app's HostGuard checks Host and Origin for every route, /mcp included (api/middleware.py).
         self.manager = StreamableHTTPSessionManager(app=self.server, stateless=False, json_response=False)
         # app.py serves StreamableHTTPASGIApp(manager) behind the API-key gate: pure ASGI (BaseHTTPMiddleware
         # buffers SSE), in a Route at exactly MCP_PATH (app.mount() answers POST /mcp with a 307 to /mcp/).
