@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import numbers
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -362,6 +364,11 @@ def arguments_from_record(signature: Mapping[str, Any], record: Mapping[Any, Any
     arguments: dict[str, Any] = {}
     for f in _fields(signature):
         value = record.get(str(f.key), record.get(f.key)) if f.source == "column" else None
+        if isinstance(value, float) and math.isnan(value):
+            value = None
+        if f.spec.get("type") == "datetime" and isinstance(value, int | float) and value is not True:
+            # MLflow saves a DataFrame example's timestamps as pandas' JSON does: epoch milliseconds
+            value = datetime.fromtimestamp(value / 1000, UTC).isoformat().replace("+00:00", "Z")
         if value is not None:
             arguments[f.prop] = value
     return arguments

@@ -32,7 +32,7 @@ __all__ = ["LoadedModel", "ModelStore", "ModelNotLoaded"]
 log = logging.getLogger(__name__)
 
 _NUMPY_DTYPES = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32",
-                 "boolean": "bool"}
+                 "boolean": "bool", "datetime": "datetime64[ns]"}
 
 
 class ModelNotLoaded(KeyError):
@@ -103,6 +103,9 @@ def _validator(pyfunc: Any, key: str) -> PayloadValidator | None:
 
 def _column(values: list[Any], dtype: str | None) -> Any:
     """One typed column, built once (JSON has no int/float split, and None must become NaN)."""
+    if dtype == "datetime64[ns]":  # ISO 8601 text → naive UTC datetime64[ns], what MLflow's check wants
+        moments = pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601")
+        return moments.dt.tz_localize(None).astype(dtype)
     if dtype is None:
         return values  # strings, dates, arrays...: pandas infers, as it did from the records
     missing = any(v is None for v in values)

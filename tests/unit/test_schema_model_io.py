@@ -221,3 +221,11 @@ def test_a_positional_record_maps_to_unnamed_column_fields() -> None:
 
     assert arguments_from_record(signature, {"0": 1.5, "1": "a"}) == {"input_0": 1.5, "input_1": "a"}
     assert arguments_from_record(signature, {0: 1.5, 1: "a"}) == {"input_0": 1.5, "input_1": "a"}
+
+
+def test_an_input_example_saved_by_pandas_smoke_tests_a_datetime_column() -> None:
+    """MLflow writes a DataFrame example's timestamps as epoch milliseconds, and NaN for missing values."""
+    signature = {"inputs": [{"type": "datetime", "name": "at"}, {"type": "double", "name": "x",
+                                                                 "required": False}]}
+    record = {"at": 1706702400000, "x": float("nan")}
+    assert arguments_from_record(signature, record) == {"at": "2024-01-31T12:00:00Z"}
