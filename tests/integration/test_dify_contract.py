@@ -38,8 +38,8 @@ ZOO_SIGNATURE = ModelSignature(
 # What an LLM asks Dify to send, per demo tool.
 LLM_ARGUMENTS = {
     "fin_sentiment": {"headline": "Acme Corp beats earnings estimates and raises guidance"},
-    "credit_risk": {"age": 41, "annual_income": 72000.0, "debt_to_income": 0.22, "late_payments_12m": 0,
-                    "employment_years": None},
+    # optional employment_years left out: Dify itself fails on a null number (int(None), FACTS.md B.7)
+    "credit_risk": {"age": 41, "annual_income": 72000.0, "debt_to_income": 0.22, "late_payments_12m": 0},
     "machine_failure": {"inputs": [[70.0, 2.0, 5.0, 1500.0]]},
 }
 PROTOCOLS = ("2024-11-05", "2025-03-26", "2025-06-18")  # Dify 1.14 core/mcp/entities.py
@@ -180,7 +180,7 @@ def test_every_error_body_is_serialised_as_dify_reserialises_it(toolbridge: Tool
         httpx.post(invoke, json={}, headers={"Authorization": "Basic tb_nope"}, timeout=30),  # 401
         httpx.post(f"{toolbridge.url}/tools/nope/invoke", json={}, headers=toolbridge.headers, timeout=30),
         httpx.get(f"{toolbridge.url}/openapi.json?page=99", headers=toolbridge.headers, timeout=30),
-        httpx.post(invoke, content=b'{"age": "' + "é" * 600_000 .encode() + b'"}',
+        httpx.post(invoke, content=b'{"age": "' + ("é" * 600_000).encode() + b'"}',
                    headers={**toolbridge.headers, "content-type": "application/json"}, timeout=30),  # 413
     ]
     assert [a.status_code for a in answers] == [422, 422, 401, 404, 422, 413]
