@@ -34,8 +34,10 @@ from typing import Any, Literal
 
 from bridge.errors import BridgeError
 
-__all__ = ["ModelInput", "SchemaError", "arguments_from_record", "field_map", "input_schema", "output_schema",
-           "strict_variant", "to_model_input"]
+__all__ = ["OPTIONAL_NOTE", "ModelInput", "SchemaError", "arguments_from_record", "field_map", "input_schema",
+           "output_schema", "strict_variant", "to_model_input"]
+
+OPTIONAL_NOTE = "Optional: omit it or send null when unknown."
 
 JsonSchema = dict[str, Any]
 
@@ -210,7 +212,7 @@ def _property(f: _Field, descriptions: Mapping[str, str]) -> JsonSchema:
         facts.append(_FORMAT_HINTS.get(str(f.spec.get("type")), ""))
         if not f.required:
             schema = _nullable(schema)
-            facts.append("Optional: omit it or send null when unknown.")
+            facts.append(OPTIONAL_NOTE)
     names = [f.key, f.prop] if isinstance(f.key, str) else [f.prop]
     given = next((descriptions[n].strip() for n in names if descriptions.get(n, "").strip()), None)
     return {**schema, "description": " ".join(s for s in [given or lead, *facts] if s)}

@@ -87,6 +87,9 @@ def test_optional_values_are_nullable_and_not_required() -> None:
     assert {params[n]["required"] for n in ("weight", "threshold", "top_k")} == {False}
     assert params["weight"]["type"] == params["threshold"]["type"] == params["top_k"]["type"] == "number"
     assert "0.5" in params["threshold"]["llm_description"]  # the default, in words
+    # Dify fails the call itself on a null number (int(None)): the LLM is told to leave it out
+    assert "Optional: omit it when unknown." in params["weight"]["llm_description"]
+    assert "null" not in params["weight"]["llm_description"]
     body = build_openapi(ZOO, "http://x")["paths"]["/tools/optional_param/invoke"]["post"]["requestBody"]
     schema = body["content"]["application/json"]["schema"]["properties"]
     assert schema["weight"] == {**schema["weight"], "type": "number", "nullable": True}

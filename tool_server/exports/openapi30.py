@@ -13,12 +13,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from bridge.schema import OPTIONAL_NOTE
 from bridge.validation import example_of
 
 __all__ = ["body_property", "to_openapi30"]
 
 JsonSchema = Mapping[str, Any]
 _DROPPED = ("$schema", "$id", "$defs", "$comment", "prefixItems", "contentMediaType", "unevaluatedProperties")
+DIFY_OPTIONAL_NOTE = "Optional: omit it when unknown."
 _PLURAL = {"integer": "integers", "number": "numbers", "string": "strings", "boolean": "booleans"}
 
 
@@ -118,7 +120,9 @@ def body_property(schema: JsonSchema) -> dict[str, Any]:
         converted.pop("anyOf", None)
         converted["type"] = "string"
     facts = restated_facts(schema)
-    description = " ".join(part for part in [str(schema.get("description", "")).strip(), *facts] if part)
+    # Dify fails a call itself when an LLM gives null for a number (int(None)): tell it to leave it out.
+    given = str(schema.get("description", "")).strip().replace(OPTIONAL_NOTE, DIFY_OPTIONAL_NOTE)
+    description = " ".join(part for part in [given, *facts] if part)
     if description:
         converted["description"] = description
     return converted
