@@ -67,18 +67,6 @@ def test_the_client_imports_no_server_dependency() -> None:
             assert not heavy, f"{module} imports {heavy}: agents install the client without them"
 
 
-def _module_level_imports(path: Path) -> set[str]:
-    """Imports that run when the module is imported (top level, not under TYPE_CHECKING or in a function)."""
-    found: set[str] = set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return found
-
-
 def test_no_import_cycle_between_our_modules() -> None:
     """Counting TYPE_CHECKING and lazy imports too: a cycle hidden behind them is still a knot to untie."""
     graph = {module: _ours(_imports(module, path)) - {module} for module, path in MODULES.items()}

@@ -14,6 +14,7 @@ from openapi_spec_validator import validate
 
 from bridge.toolspec import ModelFacts, ToolSpec, build_tool_spec
 from registry_sync import ModelVersionRef
+from tests.unit.schema_helpers import walk
 from tool_server.exports.openai_tools import openai_tool, openai_tools, strict_problems
 from tool_server.exports.openapi_doc import build_openapi
 
@@ -44,18 +45,6 @@ TEXT = spec("fin_sentiment", ModelSignature(inputs=Schema([ColSpec("string", "he
             ModelFacts(kind="classifier", classes=("negative", "neutral", "positive")))
 MAPPED = spec("tagger", ModelSignature(inputs=Schema([ColSpec(Map("string"), "attributes")])))
 ALL = [CREDIT, SENSOR, TEXT, MAPPED]
-
-
-def walk(node: Any) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    if isinstance(node, dict):
-        found.append(node)
-        for value in node.values():
-            found.extend(walk(value))
-    elif isinstance(node, list):
-        for value in node:
-            found.extend(walk(value))
-    return found
 
 
 def test_openapi_document_is_valid_openapi_3() -> None:
