@@ -19,10 +19,10 @@ from urllib.parse import urlsplit
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tool_server.access.scopes import Principal, Unauthenticated, presented_key
+from tool_server.api.encoding import PythonJSONResponse
 from tool_server.ops.logs import REQUEST_ID
 from tool_server.settings import ANY, ServerSettings, host_name, web_origin
 
@@ -95,8 +95,8 @@ class BodyLimit:
         length = Headers(scope=scope).get("content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             error = BodyTooLarge(self.limit)
-            await JSONResponse({"error": "body_too_large", "message": str(error), "problems": []},
-                               status_code=413)(scope, receive, send)
+            await PythonJSONResponse({"error": "body_too_large", "message": str(error), "problems": []},
+                                     status_code=413)(scope, receive, send)
             return
         seen = 0
 
@@ -127,8 +127,8 @@ class ApiKeyGate:
             try:
                 principal = await self.authenticate(presented_key(Headers(scope=scope)))
             except Unauthenticated as exc:
-                answer = JSONResponse({"error": "unauthenticated", "message": str(exc), "problems": []},
-                                      status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                answer = PythonJSONResponse({"error": "unauthenticated", "message": str(exc), "problems": []},
+                                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
                 await answer(scope, receive, send)
                 return
             _state(scope)["principal"] = principal
@@ -273,8 +273,8 @@ class HostGuard:
             if refusal is not None:
                 log.warning("%s %s refused: %s (Host %s, Origin %s)", scope["method"], scope["path"],
                             refusal.error, _shown(headers.get("host", "")), _shown(headers.get("origin", "")))
-                answer = JSONResponse({"error": refusal.error, "message": refusal.message, "problems": []},
-                                      status_code=refusal.status)
+                answer = PythonJSONResponse({"error": refusal.error, "message": refusal.message,
+                                             "problems": []}, status_code=refusal.status)
                 await answer(scope, receive, send)
                 return
         await self.app(scope, receive, send)
