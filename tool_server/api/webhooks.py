@@ -10,11 +10,11 @@ import logging
 import secrets
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
 from registry_sync.errors import WebhookRejected
 from registry_sync.webhooks import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookVerifier
 from tool_server.api.deps import WEBHOOK_SIGNATURE, RuntimeDep
+from tool_server.api.encoding import PythonJSONResponse
 from tool_server.api.wire import WEBHOOK_OPENAPI, WEBHOOK_RESPONSES
 from tool_server.runtime import Runtime
 from tool_server.settings import ServerSettings, persistent_secret
@@ -61,13 +61,13 @@ def _verifier(request: Request, runtime: Runtime) -> WebhookVerifier | None:
     return verifier
 
 
-def _error(status: int, error: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": error, "message": message, "problems": []}, status_code=status)
+def _error(status: int, error: str, message: str) -> PythonJSONResponse:
+    return PythonJSONResponse({"error": error, "message": message, "problems": []}, status_code=status)
 
 
 @router.post(WEBHOOK_PATH, tags=["service"], dependencies=[WEBHOOK_SIGNATURE], responses=WEBHOOK_RESPONSES,
              openapi_extra=WEBHOOK_OPENAPI)
-async def mlflow_webhook(request: Request, runtime: RuntimeDep) -> JSONResponse:
+async def mlflow_webhook(request: Request, runtime: RuntimeDep) -> PythonJSONResponse:
     verifier = _verifier(request, runtime)
     if verifier is None:
         # 404, not 503: MLflow retries 5xx, and retrying cannot switch webhooks on.
@@ -89,4 +89,4 @@ async def mlflow_webhook(request: Request, runtime: RuntimeDep) -> JSONResponse:
         return _error(401, "webhook_rejected", f"webhook rejected: {exc}")
     log.info("webhook %s for %s: syncing now", event.event, event.model_name or "?")
     runtime.watcher.trigger()
-    return JSONResponse({"accepted": True})
+    return PythonJSONResponse({"accepted": True})
