@@ -26,17 +26,17 @@ from tool_server.api.middleware import BodyTooLarge
 from tool_server.api.wire import ERROR_DESCRIPTIONS
 from tool_server.calls import InvalidBody
 
-__all__ = ["InvalidBody", "InvalidQuery", "add_exception_handlers", "document_error_bodies", "error_code"]
+__all__ = ["InvalidBody", "PageNotFound", "add_exception_handlers", "document_error_bodies", "error_code"]
 
 
-class InvalidQuery(Exception):
-    """A query parameter the route cannot use (e.g. a `?page=` past the last page)."""
+class PageNotFound(Exception):
+    """A `?page=` past the last page of a catalog document."""
 
 # Most specific first: the first matching class wins.
 _CODES: list[tuple[type[Exception], int, str]] = [
     (ToolInputError, 422, "invalid_arguments"),
     (InvalidBody, 422, "invalid_body"),
-    (InvalidQuery, 422, "invalid_query"),
+    (PageNotFound, 404, "page_not_found"),
     (ModelRejectedInput, 422, "model_rejected_input"),
     (BodyTooLarge, 413, "body_too_large"),
     (Unauthenticated, 401, "unauthenticated"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Annotated, Any
 
@@ -15,7 +16,7 @@ from bridge.toolspec import ToolSpec
 from tool_server.access.audit import read_records
 from tool_server.api.deps import AdminDep, CallerDep, CatalogReaderDep, HttpCallDep, RawBody, RuntimeDep
 from tool_server.api.encoding import PythonJSONResponse
-from tool_server.api.errors import InvalidQuery
+from tool_server.api.errors import PageNotFound
 from tool_server.api.wire import (
     INVOKE_OPENAPI,
     INVOKE_RESPONSES,
@@ -130,8 +131,8 @@ ToolsQuery = Annotated[str | None, Query(
     max_length=2000)]
 PageQuery = Annotated[str | None, Query(
     description="page of at most 100 tools (Dify's limit per custom-tool provider), from 1; `all` for every "
-                "tool in one document", max_length=12)]
-CATALOG = error_responses(401, 422)
+                "tool in one document", pattern="^([1-9][0-9]{0,5}|all)$")]
+CATALOG = error_responses(401, 404, 422)
 
 
 def _document(runtime: RuntimeDep, caller: CatalogReaderDep, tools: str | None, page: str | None
@@ -139,7 +140,7 @@ def _document(runtime: RuntimeDep, caller: CatalogReaderDep, tools: str | None, 
     try:
         selection = select_tools(runtime.calls.visible(caller), tools, page)
     except PageError as exc:
-        raise InvalidQuery(str(exc)) from exc
+        raise PageNotFound(str(exc)) from exc
     return build_openapi(selection, runtime.server.base_url)
 
 
@@ -169,3 +170,16 @@ async def tool_openapi(name: str, runtime: RuntimeDep, caller: CatalogReaderDep)
 async def openai(runtime: RuntimeDep, caller: CallerDep) -> ORJSONResponse:
     """The catalog as OpenAI function-calling tools (`tools=` of a chat completion request), per key."""
     return ORJSONResponse(openai_tools(runtime.calls.visible(caller)))
+
+
+@router.get("/stats/calls", tags=["service"], responses=ADMIN_ONLY)
+async def call_stats(runtime: RuntimeDep, _: AdminDep) -> dict[str, Any]:
+    """The last hour of calls per tool, minute by minute (calls, errors, rejected, p50/p99 ms), the versions
+    that answered, and each live tool's routing (champion, canary and its weight), for the UI's operations
+    page (admin only). Counted in this worker process: with several workers, each answers with its own calls
+    (`worker_pid` says which); Prometheus' `/metrics` is the fleet-wide view."""
+    routing = {name: {"champion": route.champion.spec.model_version,
+                      "canary": route.canary.spec.model_version if route.canary else None,
+                      "canary_weight": route.canary_weight if route.canary else 0.0}
+               for name, route in sorted(runtime.bridge.reconciler.routes.items())}
+    return {**runtime.call_stats.snapshot(), "worker_pid": os.getpid(), "routing": routing}
