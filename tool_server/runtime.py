@@ -17,7 +17,8 @@ from tool_server.access.db import make_engine
 from tool_server.access.keys import KeyStore
 from tool_server.access.limits import RateLimiter
 from tool_server.api.errors import error_code
-from tool_server.calls import Gateway
+from tool_server.calls import CallObserver, Gateway
+from tool_server.ops.call_stats import CallStats
 from tool_server.ops.metrics import Metrics
 from tool_server.ops.usage import UsageWriteback
 from tool_server.settings import CacheSettings, ObservabilitySettings, SecuritySettings, ServerSettings
@@ -31,6 +32,13 @@ def _fail_fast_mlflow_client() -> None:
     """MLflow's client retries for minutes by default; a pass should fail fast and back off instead."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+
+def _both(first: CallObserver, second: CallObserver) -> CallObserver:
+    def observe(tool: str, version: str, channel: str, outcome: str, seconds: float) -> None:
+        first(tool, version, channel, outcome, seconds)
+        second(tool, version, channel, outcome, seconds)
+    return observe
 
 
 def _response_cache(settings: CacheSettings, tracking_uri: str, metrics: Metrics) -> ResponseCache | None:
@@ -71,11 +79,13 @@ class Runtime:
         self.keys = KeyStore(self.engine)
         self.catalog_tokens = CatalogTokens(self.engine)
         self.audit = AuditLog(self.engine)
+        self.call_stats = CallStats()  # the last hour per tool, this process only (GET /stats/calls)
         self.usage = UsageWriteback(MlflowRegistry(tracking_uri),
                                     (observability or ObservabilitySettings()).usage_writeback_seconds)
         self.calls = Gateway(self.tools, self.tool, self.bridge.invoker, self.keys, self.audit,
                              RateLimiter(self.security.rate_limit_per_minute), error_code,
-                             audit_inputs=self.security.audit_inputs, on_call=self.metrics.record_call,
+                             audit_inputs=self.security.audit_inputs,
+                             on_call=_both(self.metrics.record_call, self.call_stats.record),
                              on_usage=self.usage.record)
         self._loop_task: asyncio.Task[None] | None = None
 

@@ -15,6 +15,7 @@ from tool_server.api.routes import router
 from tool_server.api.webhooks import router as hooks_router
 from tool_server.exports.mcp_server import MCP_PATH, McpEndpoint
 from tool_server.runtime import Runtime
+from tool_server.ui.routes import router as ui_router
 
 __all__ = ["create_app"]
 
@@ -39,6 +40,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     document_error_bodies(app)
     app.include_router(router)
     app.include_router(hooks_router)
+    app.include_router(ui_router)  # the web UI at /ui (tool_server/ui)
     # MCP: a 401 at the HTTP layer before the SDK sees anything; tools/list and tools/call then read the key's
     # principal from the request scope.
     app.router.routes.append(Route(MCP_PATH, endpoint=ApiKeyGate(StreamableHTTPASGIApp(mcp.manager),
