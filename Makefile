@@ -43,3 +43,10 @@ lock: install
 
 clean:
 	rm -rf $(VENV) .toolbridge
+
+# The UI's screenshots in docs/ui/ (catalog, tool page, operations page): the browser test that takes them on
+# every run (into a temp folder) writes them there, against real servers with the demo models. Needs Debian's
+# chromium (`apt-get install -y chromium`; .ci/run installs it).
+.PHONY: screenshots
+screenshots: install
+	TOOLBRIDGE_UI_SCREENSHOTS=docs/ui $(BIN)/python -m pytest tests/integration/test_ui.py -k screenshots -p no:cacheprovider -q

@@ -123,7 +123,13 @@ function outputText(tool) {
   const names = Object.keys(props).filter((n) => n !== "model");
   return names.length ? names.join(", ") : "see the output schema";
 }
-const firstParagraph = (text) => (text || "").split("\n\n")[0];
+// The description's first line, or its first sentence when that line is long (the whole text is one click away).
+function summary(text) {
+  const line = (text || "").split("\n")[0];
+  if (line.length <= 200) return line;
+  const sentence = line.slice(0, 200).match(/^(.+?[.!?])\s/);
+  return sentence ? sentence[1] : `${line.slice(0, 197)}…`;
+}
 function fieldTable(tool) {
   const rows = fields(tool).map((f) => h("tr", {}, td("Field", h("code", {}, f.name)), td("Type", typeText(f.prop)),
     td("Required", f.required ? "required" : "optional"), td("Description", f.prop.description || "—")));
@@ -153,7 +159,7 @@ async function viewCatalog() {
       h("div", { class: "badges" }, badge(tool.kind), routingText(tool, routing), badge(`model ${tool.model.name}`)),
       (notLive[tool.name] || []).map((v) => h("p", { class: `notice ${v.state === "failed" ? "bad" : ""}` },
         `Version ${v.version} (${v.role}) is ${v.state}${v.reason ? `: ${v.reason}` : ""}`)),
-      h("p", {}, firstParagraph(tool.description)),
+      h("p", {}, summary(tool.description)),
       h("details", {}, h("summary", {}, "Description as agents read it"), h("p", { class: "prose" }, tool.description)),
       h("details", { class: "fields" }, h("summary", {}, h("strong", {}, "Fields: "), fields(tool).map((f) => `${f.name}${f.required ? "" : " (optional)"}`).join(", ") || "none"),
         fieldTable(tool)),
@@ -381,7 +387,7 @@ async function viewTool(name) {
   return [h("p", {}, h("a", { href: "#/" }, "← Catalog")),
     h("h1", { tabindex: -1 }, tool.name),
     h("div", { class: "badges" }, badge(tool.kind), routingText(tool, stats && stats.routing), badge(`model ${tool.model.name}`)),
-    h("p", {}, firstParagraph(tool.description)),
+    h("p", {}, summary(tool.description)),
     h("details", {}, h("summary", {}, "Description as agents read it"), h("p", { class: "prose" }, tool.description)),
     h("p", {}, h("strong", {}, "Output: "), outputText(tool)),
     h("div", { class: "two" },
@@ -481,8 +487,9 @@ async function viewOps() {
     h("h2", {}, "Versions"),
     failed ? h("p", { class: "notice bad" }, `${failed} version${failed > 1 ? "s" : ""} failed: not exposed until fixed in MLflow.`) : null,
     versions.length ? table("Versions", ["Tool", "Version", "Role", "State", "Host", "Reason"], versions.map((v) =>
-      h("tr", { "data-version": `${v.model}/${v.version}`, "data-state": v.state }, td("Tool", v.tool), td("Version", v.model === v.tool ? v.version : `${v.model} ${v.version}`), td("Role", v.role),
-        td("State", stateBadge(v.state)), td("Host", v.host), td("Reason", v.reason, "reason"))), "stack") : h("p", { class: "muted" }, "No approved version."),
+      h("tr", { "data-version": `${v.model}/${v.version}`, "data-state": v.state }, td("Tool", v.tool, "nowrap"),
+        td("Version", v.model === v.tool ? v.version : `${v.model} ${v.version}`, "nowrap"), td("Role", v.role, "nowrap"),
+        td("State", stateBadge(v.state), "nowrap"), td("Host", v.host, "nowrap"), td("Reason", v.reason, "reason"))), "stack") : h("p", { class: "muted" }, "No approved version."),
     status.excluded.length ? [h("h2", {}, "Excluded by the approval policy"), table("Excluded versions", ["Model", "Version", "Reason"],
       status.excluded.map((e) => h("tr", {}, td("Model", e.name), td("Version", e.version), td("Reason", e.reason, "reason"))), "stack")] : null,
     h("h2", {}, "Model hosts"), h("ul", { class: "cards grid" }, status.hosts.map(hostCard)),
