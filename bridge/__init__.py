@@ -2,7 +2,8 @@
 
 Pure transforms:  schema (signature → JSON Schema), toolspec (ToolSpec), validation (arguments → 422 problems)
 The control loop: reconciler (desired vs actual, level-triggered), live (the routing table), runtime (Bridge)
-Model hosts:      hosts, host_pool, process_group (processes), host_client (HTTP), model_host/ (the service)
+Model hosts:      hosts, host_pool, process_group (processes), host_sandbox (what a host may see: a model is
+                  code), host_client (HTTP), model_host/ (the service)
 Calls:            invoker (route, cache, predict, shape), response_cache
 Packaging:        bento_build (one version as a deployable Bento)
 Errors:           errors (one tree, root BridgeError)

@@ -12,6 +12,8 @@
     ├── HostUnavailable       (bridge.host_client) a model host did not answer
     │   └── HostTimeout       (bridge.host_client) ... within the timeout
     ├── HostError             (bridge.host_client) a model host answered with an error
+    │   └── OutputTooLarge    (bridge.host_client) ... or with more than TOOLBRIDGE_MAX_OUTPUT_BYTES
+    ├── SandboxError          (bridge.host_sandbox) model hosts cannot be isolated as configured
     └── CacheError            (bridge.response_cache) the response cache cannot be set up as configured
 
 Each subclass lives next to the code that raises it; this module holds only the root, so that every module

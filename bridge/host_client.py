@@ -9,7 +9,7 @@ import aiohttp
 
 from bridge.errors import BridgeError
 
-__all__ = ["HostClient", "HostError", "HostTimeout", "HostUnavailable"]
+__all__ = ["HostClient", "HostError", "HostTimeout", "HostUnavailable", "OutputTooLarge"]
 
 
 def _dumps(value: Any) -> str:
@@ -37,6 +37,14 @@ class HostError(BridgeError):
         self.status = status
 
 
+class OutputTooLarge(HostError):
+    """The host's answer is larger than TOOLBRIDGE_MAX_OUTPUT_BYTES: dropped unread past the cap."""
+
+    def __init__(self, path: str, limit: int) -> None:
+        super().__init__(502, f"the model's answer to {path} is larger than {limit} bytes, the most "
+                              "Toolbridge accepts (TOOLBRIDGE_MAX_OUTPUT_BYTES); it was dropped")
+
+
 def _error_text(raw: bytes) -> str:
     try:
         body = json.loads(raw)
@@ -48,10 +56,28 @@ def _error_text(raw: bytes) -> str:
     return str(body.get("error") or body.get("detail") or body) if isinstance(body, dict) else str(body)
 
 
+async def _read_capped(response: aiohttp.ClientResponse, path: str, limit: int | None) -> bytes:
+    """The body, or OutputTooLarge as soon as it passes `limit` bytes: a model's answer is untrusted data,
+    and a huge one must not fill the tool server's memory."""
+    if limit is None:
+        return await response.read()
+    body = bytearray()
+    if (response.content_length or 0) <= limit:
+        async for chunk in response.content.iter_chunked(65536):
+            body += chunk
+            if len(body) > limit:
+                break
+        else:
+            return bytes(body)
+    response.close()  # the connection, with the rest unread: never waits for the body's end
+    raise OutputTooLarge(path, limit)
+
+
 class HostClient:
     # aiohttp, not httpx: a call through it costs the tool server markedly less CPU (measured, issue #7).
-    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 30.0, max_output_bytes: int | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self.max_output_bytes = max_output_bytes
         self._limits = _limits(timeout)
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
@@ -76,7 +102,7 @@ class HostClient:
         limits = _limits(timeout) if timeout else self._limits  # a load may take minutes
         try:
             async with self._client().post(self.base_url + path, json=body, timeout=limits) as response:
-                status, raw = response.status, await response.read()
+                status, raw = response.status, await _read_capped(response, path, self.max_output_bytes)
         except TimeoutError as exc:  # aiohttp's connect/read timeouts subclass TimeoutError
             raise HostTimeout(f"model host {self.base_url} timed out on {path}") from exc
         except aiohttp.ClientError as exc:  # refused, reset, disconnected, broken body

@@ -1,16 +1,22 @@
 """The model hosts: N shared hosts started up front, dedicated hosts started for models that ask, and idle
-spare hosts kept ready in the background so that a dedicated host starts by taking one (no cold start)."""
+spare hosts kept ready in the background so that a dedicated host starts by taking one (no cold start).
+
+Every host runs isolated as the pool's `Sandbox` says (decided once, at start); dedicated hosts, and the
+spares that become them, also run under the dedicated `HostLimits`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from bridge.host_client import HostClient
+from bridge.host_sandbox import HostLimits, Sandbox
 from bridge.hosts import HostProcess
 from registry_sync import ModelVersionRef
 
@@ -25,12 +31,17 @@ SPARE_PREIMPORT = "mlflow.pyfunc,mlflow.sklearn,sklearn"
 
 class HostPool:
     def __init__(self, log_dir: Path, env: dict[str, str], shared_hosts: int, call_timeout: float,
-                 start_timeout: float, spare_hosts: int = 0) -> None:
+                 start_timeout: float, spare_hosts: int = 0, isolation: Callable[[], Sandbox] | None = None,
+                 dedicated_limits: HostLimits | None = None, max_output_bytes: int | None = None) -> None:
         self.log_dir = log_dir
         self.env = env
         self.shared_hosts = shared_hosts
         self.call_timeout = call_timeout
         self.start_timeout = start_timeout
+        self.sandbox = Sandbox()  # the environment allow-list alone, until `start` plans the isolation
+        self._plan_isolation = isolation
+        self.dedicated_limits = dedicated_limits
+        self.max_output_bytes = max_output_bytes
         self.processes: dict[str, HostProcess] = {}
         self.clients: dict[str, HostClient] = {}
         self._starting: dict[str, asyncio.Lock] = {}
@@ -51,7 +62,20 @@ class HostPool:
             return "dedicated-" + re.sub(r"[^A-Za-z0-9_-]+", "_", ref.name)
         return f"shared-{zlib.crc32(ref.name.encode()) % self.shared_hosts}"
 
+    def _process(self, name: str, env: dict[str, str], dedicated: bool) -> HostProcess:
+        return HostProcess(name, self.log_dir, env, sandbox=self.sandbox,
+                           limits=self.dedicated_limits if dedicated else None)
+
+    def _client(self, process: HostProcess) -> HostClient:
+        return HostClient(process.base_url, self.call_timeout, max_output_bytes=self.max_output_bytes)
+
     async def start(self) -> None:
+        if self._plan_isolation is not None:
+            self.sandbox = await asyncio.to_thread(self._plan_isolation)
+            if self.sandbox.user is None and self.dedicated_limits is not None:
+                # RLIMIT_NPROC counts every process of the user: shared with the tool server, it would
+                # count the tool server's threads too.
+                self.dedicated_limits = dataclasses.replace(self.dedicated_limits, max_processes=0)
         await asyncio.gather(*(self.client(f"shared-{i}") for i in range(self.shared_hosts)))
         if self.spare_hosts > 0:  # in the background: a spare never delays start-up
             self._spare_keeper = asyncio.create_task(self._keep_spares())
@@ -72,9 +96,9 @@ class HostPool:
             if name not in self.clients:
                 spare = self._take_spare(name) if self.is_dedicated(name) else None
                 if spare is None:
-                    process = HostProcess(name, self.log_dir, self.env)
+                    process = self._process(name, self.env, dedicated=self.is_dedicated(name))
                     await process.start(self.start_timeout)
-                    spare = process, HostClient(process.base_url, self.call_timeout)
+                    spare = process, self._client(process)
                 self.processes[name], self.clients[name] = spare
         return self.clients[name]
 
@@ -103,12 +127,16 @@ class HostPool:
                     await asyncio.to_thread(process.stop)
             if len(self.spares) >= self.spare_hosts:
                 self._spare_wanted.clear()
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that races the event,
+                # and `stop` would wait for this task forever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._spare_wanted.wait(), 2.0)
+                    async with asyncio.timeout(2.0):
+                        await self._spare_wanted.wait()
                 continue
             self._spare_seq += 1
-            process = HostProcess(f"spare-{self._spare_seq}", self.log_dir,
-                                  {**self.env, "TOOLBRIDGE_HOST_PREIMPORT": SPARE_PREIMPORT})
+            # A spare only ever becomes a dedicated host: it starts under the dedicated limits.
+            env = {**self.env, "TOOLBRIDGE_HOST_PREIMPORT": SPARE_PREIMPORT}
+            process = self._process(f"spare-{self._spare_seq}", env, dedicated=True)
             try:
                 await process.start(self.start_timeout)
             except asyncio.CancelledError:
@@ -123,7 +151,19 @@ class HostPool:
                 continue
             delay = 1.0
             self.spares[process.name] = process
-            self.spare_clients[process.name] = HostClient(process.base_url, self.call_timeout)
+            self.spare_clients[process.name] = self._client(process)
+
+    def memory_breach(self, name: str, error: str = "") -> str | None:
+        """Why host `name`'s model failed, if it went past the dedicated memory limit (a MemoryError in the
+        `error` it answered or in its log since the last look); None otherwise, or without a limit."""
+        process = self.processes.get(name)
+        limits = process.limits if process is not None else None
+        if process is None or limits is None or not limits.memory_mb:
+            return None
+        if "MemoryError" not in error and not process.memory_errors():
+            return None
+        return (f"the model went past the memory limit of its dedicated host ({limits.memory_mb} MB of "
+                "address space, TOOLBRIDGE_DEDICATED_MEMORY_MB): its host was stopped")
 
     async def retire(self, name: str) -> None:
         """Stop a dedicated host that serves nothing any more."""
@@ -148,3 +188,4 @@ class HostPool:
             if client is not None:
                 await client.close()
             await asyncio.to_thread(self.processes.pop(name).stop)
+        self.sandbox.cleanup()

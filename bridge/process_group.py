@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -30,15 +31,34 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+class _ChildSetup:
+    """Runs in the child between fork and exec, after any user switch (a user switch clears PDEATHSIG)."""
+
+    def __init__(self, then: Callable[[], None] | None) -> None:
+        self.then = then
+
+    def __call__(self) -> None:
+        if sys.platform == "linux":
+            _die_with_parent()
+        if self.then is not None:
+            self.then()
+
+
 def spawn_group(command: list[str], log_path: Path, env: dict[str, str], pgid_file: Path,
-                cwd: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start `command` in a new session, logging to `log_path`, and record its process group."""
+                cwd: Path | None = None, user: int | None = None, group: int | None = None,
+                preexec: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
+    """Start `command` in a new session, logging to `log_path`, and record its process group.
+
+    `user`/`group` start it as another OS user (root only); `preexec` runs in the child before the command
+    (e.g. resource limits). The log file is opened here, by the caller's user, and stays 0600."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**env, GROUP_MARKER: str(pgid_file.resolve())}
-    with log_path.open("ab") as log:
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(log_fd, "ab") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
-            start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            start_new_session=True, preexec_fn=_ChildSetup(preexec),
+            user=user, group=group, extra_groups=[] if user is not None else None,
         )
     pgid_file.write_text(str(process.pid))
     return process

@@ -83,8 +83,32 @@ class Reconciler:
             self._failed.pop(key, None)
             log.info("%s is live as tool %s", key, ref.tool_name)
         except BridgeError as exc:
-            self._failed[key] = (ref, str(exc), time.time())
-            log.warning("%s is not exposed: %s", key, exc)
+            host_name = self.hosts.name_for(ref)
+            breach = self.hosts.memory_breach(host_name, str(exc))
+            reason = f"{breach} ({exc})" if breach else str(exc)
+            self._failed[key] = (ref, reason, time.time())
+            log.warning("%s is not exposed: %s", key, reason)
+            await self._retire_if_idle(host_name)
+
+    async def _retire_if_idle(self, host_name: str) -> None:
+        """A dedicated host left serving nothing (its model failed to load or to pass its smoke test)."""
+        if self.hosts.is_dedicated(host_name) and not any(
+                live.host_name == host_name for _, live in self._live.values()):
+            await self.hosts.retire(host_name)
+
+    async def fail_host(self, host_name: str, reason: str, snapshot: Snapshot) -> None:
+        """Withdraw every version served by host `host_name` as failed with `reason`, and stop the host (a
+        dedicated model that went past its limits). Like any failed version, each is tried again later."""
+        async with self._lock:
+            for key, (ref, live) in list(self._live.items()):
+                if live.host_name == host_name:
+                    del self._live[key]
+                    if key in self._draining:
+                        self._draining.pop(key).cancel()
+                    self._failed[key] = (ref, reason, time.time())
+                    log.warning("%s is withdrawn: %s", key, reason)
+            self.routes = self._routes_for(snapshot)
+            await self.hosts.retire(host_name)
 
     async def _bring_up(self, key: str, ref: ModelVersionRef) -> LiveVersion:
         if ref.problem:

@@ -1,20 +1,22 @@
-"""The bridge as one object for the composition root: hosts, reconciler, invoker and its optional response
-cache, crash supervision."""
+"""The bridge as one object for the composition root: hosts (and how they are isolated), reconciler, invoker
+and its optional response cache, crash and memory-limit supervision."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bridge.errors import BridgeError
 from bridge.host_pool import HostPool
+from bridge.host_sandbox import HostLimits, plan_sandbox
 from bridge.invoker import Invoker
 from bridge.reconciler import Reconciler, VersionStatus
 from bridge.response_cache import ResponseCache, cache_allowed
@@ -44,11 +46,31 @@ class BridgeSettings(BaseSettings):
     host_batching: bool = Field(default=True, description="model hosts run concurrent calls of one version "
                                 "as one model call (bridge.model_host.batching)")
     host_batch_max_rows: int = Field(default=64, ge=1, le=100_000, description="most input rows in one batch")
+    # Model code is untrusted (bridge.host_sandbox): who hosts run as, in which sandbox, within which limits.
+    host_user: str | None = Field(default=None, description="when Toolbridge runs as root, the OS user model "
+                                  "hosts run as (default toolbridge-host, created if missing, else nobody; "
+                                  "root = no separate user)")
+    host_sandbox: Literal["auto", "bwrap", "off"] = Field(
+        default="auto", description="bubblewrap around model hosts: auto = wherever it runs, "
+                                    "bwrap = required (refuse to start without it), off = never")
+    dedicated_memory_mb: int = Field(default=4096, ge=0, description="address space (RLIMIT_AS) of each "
+                                     "process of a dedicated model host; past it allocations fail and the "
+                                     "host is stopped; 0 = no limit")
+    dedicated_cpu_seconds: int = Field(default=0, ge=0, description="CPU seconds (RLIMIT_CPU) a dedicated "
+                                       "host process may use over its life before it is killed; 0 = no limit")
+    dedicated_max_files: int = Field(default=1024, ge=0, description="open files (RLIMIT_NOFILE) of each "
+                                     "dedicated host process; 0 = no limit")
+    dedicated_max_processes: int = Field(default=4096, ge=0, description="processes and threads "
+                                         "(RLIMIT_NPROC) of the host user, counting every host's, only when "
+                                         "hosts run as their own user; 0 = off")
+    max_output_bytes: int = Field(default=10 * 2**20, ge=1024, description="largest answer accepted from a "
+                                  "model host; a larger one fails the call with a clear error")
 
 
 class Bridge:
     def __init__(self, settings: BridgeSettings, log_dir: Path, tracking_uri: str,
-                 cache: ResponseCache | None = None) -> None:
+                 cache: ResponseCache | None = None, state_dir: Path | None = None) -> None:
+        """`state_dir` (default: the parent of `log_dir`) is what model hosts must never see."""
         self.settings = settings
         # Both, explicitly: an MLFLOW_REGISTRY_URI inherited from the caller's shell would send
         # `models:/` loads to another registry than the one the versions were approved in.
@@ -57,8 +79,13 @@ class Bridge:
             env["TOOLBRIDGE_HOST_MEMORY_BUDGET_MB"] = str(settings.host_memory_budget_mb)
         env["TOOLBRIDGE_HOST_BATCHING"] = "1" if settings.host_batching else "0"
         env["TOOLBRIDGE_HOST_BATCH_MAX_ROWS"] = str(settings.host_batch_max_rows)
+        limits = HostLimits(settings.dedicated_memory_mb, settings.dedicated_cpu_seconds,
+                            settings.dedicated_max_files, settings.dedicated_max_processes)
+        isolation = functools.partial(plan_sandbox, state_dir or log_dir.parent, settings.host_user,
+                                      settings.host_sandbox)
         self.hosts = HostPool(log_dir, env, settings.shared_hosts, settings.call_timeout,
-                              settings.host_start_timeout, settings.spare_hosts)
+                              settings.host_start_timeout, settings.spare_hosts, isolation=isolation,
+                              dedicated_limits=limits, max_output_bytes=settings.max_output_bytes)
         self.reconciler = Reconciler(self.hosts, unload_after=max(settings.drain_grace, settings.keep_warm))
         self.snapshot = Snapshot()
         self.cache = cache
@@ -70,7 +97,20 @@ class Bridge:
 
     async def start(self) -> None:
         await self.hosts.start()
+        self._announce_isolation()
         self._supervisor = asyncio.create_task(self._supervise())
+
+    def _announce_isolation(self) -> None:
+        sandbox = self.hosts.sandbox
+        if sandbox.user is None and sandbox.bwrap is None:
+            log.warning(
+                "MODEL HOSTS ARE NOT ISOLATED (isolation: env-only). A model is code: every model registered "
+                "in MLflow can read and write whatever this user can, including the state directory %s "
+                "(admin key, key database, audit log, secrets). Only the environment allow-list applies. "
+                "Run Toolbridge as root (hosts then run as an unprivileged user) or install bubblewrap "
+                "(apt-get install bubblewrap); see docs/security.md", sandbox.state_dir)
+        else:
+            log.info("model hosts isolated: %s (scratch under %s)", sandbox.isolation, sandbox.scratch_root)
 
     async def on_snapshot(self, snapshot: Snapshot, plan: SyncPlan) -> None:
         self.snapshot = snapshot
@@ -104,7 +144,9 @@ class Bridge:
         rows = []
         for name, (role, process, client) in self.hosts.roles().items():
             row: dict[str, Any] = {"name": name, "role": role, "pid": process.pid, "url": process.base_url,
-                                   "alive": process.alive, "restarts": process.restarts}
+                                   "alive": process.alive, "restarts": process.restarts,
+                                   "isolation": process.isolation,
+                                   "limits": process.limits.describe() if process.limits else None}
             try:
                 row.update(await client.host_info())
             except BridgeError as exc:
@@ -122,10 +164,16 @@ class Bridge:
             await self.cache.close()
 
     async def _supervise(self) -> None:
-        """Restart a crashed host with backoff, then load its versions again."""
+        """Stop a dedicated host whose model went past its memory limit (its versions fail, with the reason);
+        restart a crashed host with backoff, then load its versions again."""
         backoff: dict[str, float] = {}
         while True:
             await asyncio.sleep(1.0)
+            for name in [name for name in self.hosts.processes if self.hosts.is_dedicated(name)]:
+                breach = self.hosts.memory_breach(name)
+                if breach is not None:
+                    log.error("model host %s: %s", name, breach)
+                    await self.reconciler.fail_host(name, breach, self.snapshot)
             for name, process in list(self.hosts.processes.items()):
                 if process.alive:
                     backoff.pop(name, None)

@@ -24,7 +24,7 @@ class FakeProcess:
     fail_starts = 0
     made: list[FakeProcess] = []
 
-    def __init__(self, name: str, log_dir: Path, env: dict[str, str]) -> None:
+    def __init__(self, name: str, log_dir: Path, env: dict[str, str], **options: object) -> None:
         self.name, self.env, self.port = name, env, 1
         self.pid: int | None = None
         self.alive = False
