@@ -80,7 +80,10 @@ function viewSignIn() {
     event.preventDefault();
     const key = input.value.trim();
     if (!key) { show("Enter an API key (it starts with tb_)."); return; }
-    const response = await fetch(new URL("ui/session", ROOT), { headers: { Authorization: `Bearer ${key}` } });
+    let response;
+    try {
+      response = await fetch(new URL("ui/session", ROOT), { headers: { Authorization: `Bearer ${key}` } });
+    } catch (error) { show(`The server cannot be reached (${error.message}).`); return; }
     if (!response.ok) { show(response.status === 401 ? "This key is unknown, expired or revoked." : `The server answered ${response.status}.`); return; }
     sessionStorage.setItem(STORE, key);
     Object.assign(state, { key, who: await response.json(), notice: null });
@@ -167,9 +170,9 @@ async function viewCatalog() {
     card.haystack = haystack;
     return card;
   });
-  const list = h("ul", { class: "cards grid", "aria-label": "Tools" }, cards);
+  const list = h("ul", { class: "cards grid", id: "tool-list", "aria-label": "Tools" }, cards);
   const empty = h("p", { class: "notice", hidden: true }, "No tool matches this search.");
-  const search = h("input", { id: "search", type: "search", value: state.query, autocomplete: "off", "aria-controls": "count", oninput: filter });
+  const search = h("input", { id: "search", type: "search", value: state.query, autocomplete: "off", "aria-describedby": "search-hint", "aria-controls": "tool-list", oninput: filter });
   function filter() {
     state.query = search.value;
     const words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
@@ -187,8 +190,10 @@ async function viewCatalog() {
 }
 
 // ---------- tool page: the form ----------
+// Element ids of a field (MLflow column names may hold spaces or dots): "age" → "f-age", "a b" → "f-a_20b".
+const fid = (name) => `f-${name.replace(/[^A-Za-z0-9_-]/g, (c) => `_${c.charCodeAt(0).toString(16)}`)}`;
 function control(f) {
-  const id = `f-${f.name}`;
+  const id = fid(f.name);
   const t = types(f.prop).filter((x) => x !== "null");
   const common = { id, name: f.name, "aria-describedby": `${id}-hint ${id}-problem`, required: f.required };
   if (f.prop.enum || t[0] === "boolean") {
@@ -223,17 +228,17 @@ function collect(form, tool) {
   }
   return { args, problems };
 }
-function showProblems(form, result, problems, tool) {
+function showProblems(form, problems, tool) {
   const known = new Set(fields(tool).map((f) => f.name));
   const items = problems.map((p) => {
-    const top = (p.field || "").split(/[.[]/)[0];
+    const top = known.has(p.field) ? p.field : (p.field || "").split(/[.[]/)[0];
     if (known.has(top)) {
       const el = form.elements.namedItem(top);
       el.setAttribute("aria-invalid", "true");
-      const slot = document.getElementById(`f-${top}-problem`);
+      const slot = document.getElementById(`${fid(top)}-problem`);
       slot.hidden = false;
       slot.textContent = slot.textContent ? `${slot.textContent} ${p.message}` : p.message;
-      return h("li", {}, h("a", { href: `#f-${top}`, onclick: (e) => { e.preventDefault(); el.focus(); } }, p.message));
+      return h("li", {}, h("a", { href: `#${fid(top)}`, onclick: (e) => { e.preventDefault(); el.focus(); } }, p.message));
     }
     return h("li", {}, p.message);
   });
@@ -264,7 +269,7 @@ async function call(form, tool, result, button, onArgs) {
   const { args, problems } = collect(form, tool);
   onArgs(args);
   if (problems.length) {
-    const box = h("div", { class: "summary-box", tabindex: -1, id: "problems" }, h("h3", {}, "Fix these fields before calling"), showProblems(form, result, problems, tool));
+    const box = h("div", { class: "summary-box", tabindex: -1, id: "problems" }, h("h3", {}, "Fix these fields before calling"), showProblems(form, problems, tool));
     result.replaceChildren(box);
     box.focus();
     return;
@@ -286,7 +291,7 @@ async function call(form, tool, result, button, onArgs) {
       const retry = response.headers.get("Retry-After");
       const box = h("div", { class: "summary-box", tabindex: -1, id: "problems" },
         h("h3", {}, `${response.status} ${(body && body.error) || "error"}`),
-        (body && body.problems && body.problems.length) ? showProblems(form, result, body.problems, tool) : h("p", { class: "prose" }, (body && body.message) || response.statusText),
+        (body && body.problems && body.problems.length) ? showProblems(form, body.problems, tool) : h("p", { class: "prose" }, (body && body.message) || response.statusText),
         retry ? h("p", {}, `Retry after ${retry} s.`) : null, h("p", { class: "muted" }, `${fmtMs(latency)} round trip`));
       result.replaceChildren(box, sent);
       box.focus();
@@ -379,9 +384,9 @@ async function viewTool(name) {
   const button = h("button", { type: "submit" }, `Call ${tool.name}`);
   const form = h("form", { id: "try", novalidate: true, "aria-labelledby": "try-heading" },
     fields(tool).map((f) => h("div", { class: "field" },
-      h("label", { for: `f-${f.name}` }, f.name, h("span", { class: "tag" }, f.required ? "required" : "optional")),
-      h("p", { class: "hint", id: `f-${f.name}-hint` }, `${typeText(f.prop)}${f.prop.description ? ` — ${f.prop.description}` : ""}${f.required || /\bnull\b/.test(f.prop.description || "") ? "" : " Leave empty to send null."}`),
-      control(f), h("p", { class: "problem", id: `f-${f.name}-problem`, hidden: true }))),
+      h("label", { for: fid(f.name) }, f.name, h("span", { class: "tag" }, f.required ? "required" : "optional")),
+      h("p", { class: "hint", id: `${fid(f.name)}-hint` }, `${typeText(f.prop)}${f.prop.description ? ` — ${f.prop.description}` : ""}${f.required || /\bnull\b/.test(f.prop.description || "") ? "" : " Leave empty to send null."}`),
+      control(f), h("p", { class: "problem", id: `${fid(f.name)}-problem`, hidden: true }))),
     h("div", { class: "actions" }, button, h("button", { type: "reset", class: "secondary", onclick: () => { clearProblems(form); put(result, waiting()); } }, "Clear")));
   form.addEventListener("submit", (e) => { e.preventDefault(); call(form, tool, result, button, (args) => { lastArgs = args; drawSnippets(); }); });
   return [h("p", {}, h("a", { href: "#/" }, "← Catalog")),
