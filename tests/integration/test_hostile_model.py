@@ -37,7 +37,8 @@ from bridge.host_sandbox import HOST_ENV
 from tests.conftest import ToolbridgeProcess, wait_for
 
 pytestmark = [pytest.mark.integration,
-              # the models here take a DataFrame, as pyfuncs have for years; mlflow 3 nudges toward type hints
+              # The models take a DataFrame, as pyfuncs have for years; mlflow 3 nudges toward type hints when
+              # one is logged (and when each class is defined, under a filter of its own: shown once).
               pytest.mark.filterwarnings("ignore:.*Add type hints to the `predict` method:UserWarning")]
 
 SUITE_TAG = "toolbridge_test.hostile"  # only the Toolbridges of this module serve these models
