@@ -217,20 +217,28 @@ class Mode:
     same_user: bool  # the host runs as the tool server's user (only namespaces keep it out)
 
 
+ROOT = os.geteuid() == 0
+# Hosts run as another user without bubblewrap only where that user can run this Python (not under /root);
+# decided at collection, so each machine runs the modes that exist on it and none is reported skipped.
+USER_MODE_RUNS = ROOT and python_readable_by_others()
+
+
 def modes() -> list[Any]:
-    root, bwrap = os.geteuid() == 0, shutil.which("bwrap") is not None
-    skip_bwrap = pytest.mark.skipif(not bwrap, reason="bubblewrap is not installed (.ci/run installs it)")
-    skip_root = pytest.mark.skipif(not root, reason="hosts run as another user only under a root tool server")
-    return [
-        pytest.param(Mode("user+bwrap", f"user:{HOST_USER}+bwrap", {}, False), id="user+bwrap",
-                     marks=[skip_root, skip_bwrap]),
+    """The isolation modes this machine has. bubblewrap is required (.ci/run installs it): without it the
+    bwrap modes fail, they are not skipped."""
+    found = [
         # The non-root path's sandbox: hosts run as the tool server's own user (root without capabilities
         # here), kept out by bubblewrap's namespaces alone.
-        pytest.param(Mode("bwrap", "bwrap", {"TOOLBRIDGE_HOST_USER": "root"} if root else {}, True),
-                     id="bwrap", marks=[skip_bwrap]),
-        pytest.param(Mode("user", f"user:{HOST_USER}", {"TOOLBRIDGE_HOST_SANDBOX": "off"}, False), id="user",
-                     marks=[skip_root]),
+        pytest.param(Mode("bwrap", "bwrap", {"TOOLBRIDGE_HOST_USER": "root"} if ROOT else {}, True),
+                     id="bwrap"),
     ]
+    if ROOT:
+        found.insert(0, pytest.param(Mode("user+bwrap", f"user:{HOST_USER}+bwrap", {}, False),
+                                     id="user+bwrap"))
+    if USER_MODE_RUNS:
+        user_only = Mode("user", f"user:{HOST_USER}", {"TOOLBRIDGE_HOST_SANDBOX": "off"}, False)
+        found.append(pytest.param(user_only, id="user"))
+    return found
 
 
 @dataclass
@@ -296,9 +304,7 @@ def serving(mode: Mode, attacks: tuple[str, ...], mlflow_server: str, state: Pat
 def stack(request: pytest.FixtureRequest, mlflow_server: str,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     mode: Mode = request.param
-    if mode.name == "user" and not python_readable_by_others():
-        pytest.skip("this Python installation is not readable by other users (e.g. under /root): hosts can "
-                    "run as another user here only with bubblewrap (see test_user_mode_refuses_to_start...)")
+    assert shutil.which("bwrap") or mode.name == "user", "bubblewrap missing: apt-get install bubblewrap"
     state = tmp_path_factory.mktemp(f"hostile-{mode.name.replace('+', '_')}")
     with serving(mode, ATTACKS, mlflow_server, state) as stack:
         yield stack
@@ -456,22 +462,20 @@ def test_a_dedicated_model_past_its_memory_limit_is_stopped_and_reported(limited
                                                     timeout=10).json()}
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="hosts run as another user only under a root tool server")
-def test_user_mode_refuses_to_start_when_the_host_user_cannot_run_python(
-    mlflow_server: str, tmp_path: Path
-) -> None:
-    """Never a silent fall back to running models as root: a clear error instead."""
-    if python_readable_by_others():
-        pytest.skip("the host user can run this Python: the `user` mode runs the whole suite instead")
-    server = ToolbridgeProcess(["--mlflow-uri", mlflow_server], tmp_path / "state",
-                               {"TOOLBRIDGE_HOST_SANDBOX": "off"})
-    try:
-        wait_for(lambda: server.process.poll() is not None or "cannot run as the OS user" in server.log(),
-                 180, f"a refusal\n{server.log()}")
-        assert f"model hosts cannot run as the OS user {HOST_USER}" in server.log()
-        assert "install bubblewrap" in server.log()
-    finally:
-        server.stop()
+if ROOT and not USER_MODE_RUNS:  # elsewhere the `user` mode runs the whole suite instead
+    def test_user_mode_refuses_to_start_when_the_host_user_cannot_run_python(
+        mlflow_server: str, tmp_path: Path
+    ) -> None:
+        """Never a silent fall back to running models as root: a clear error instead."""
+        server = ToolbridgeProcess(["--mlflow-uri", mlflow_server], tmp_path / "state",
+                                   {"TOOLBRIDGE_HOST_SANDBOX": "off"})
+        try:
+            wait_for(lambda: server.process.poll() is not None or "cannot run as the OS user" in server.log(),
+                     180, f"a refusal\n{server.log()}")
+            assert f"model hosts cannot run as the OS user {HOST_USER}" in server.log()
+            assert "install bubblewrap" in server.log()
+        finally:
+            server.stop()
 
 
 def test_env_only_mode_keeps_secrets_out_of_the_environment_and_warns_that_nothing_else_is_isolated(
