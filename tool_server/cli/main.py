@@ -211,3 +211,9 @@ def status(url: UrlOption = DEFAULT_URL) -> None:
     for row in body["excluded"]:
         table.add_row("", row["name"], row["version"], "", "excluded", row["reason"])
     console.print(table)
+    hosts = Table("host", "role", "alive", "restarts", "isolation", "loaded versions")
+    for host in body.get("hosts", []):
+        loaded = ", ".join(m.get("key", "") for m in host.get("models", []))
+        hosts.add_row(host["name"], host["role"], "yes" if host["alive"] else "no", str(host["restarts"]),
+                      host.get("isolation") or "", loaded or host.get("error", ""))
+    console.print(hosts)
