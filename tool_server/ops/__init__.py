@@ -4,5 +4,5 @@
     logs             configure_logging, REQUEST_ID: JSON or terminal log lines carrying the request id
     usage            UsageWriteback: call counts as `toolbridge.usage.*` tags in MLflow
     embedded_mlflow  EmbeddedMlflow: the default `mlflow server` on loopback (SQLite + local artifacts)
-    call_stats       CallStats: per-tool calls, errors and latency per minute over the last hour (/stats/calls)
+    call_stats       CallStats: per-tool calls, errors and latency a minute, last hour (/stats/calls)
 """
