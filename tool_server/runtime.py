@@ -105,6 +105,10 @@ class Runtime:
         await self.bridge.stop()
         self.engine.dispose()
 
+    def request_sync(self) -> None:
+        """A registry pass as soon as possible (a verified webhook): the one seam for workers and replicas."""
+        self.watcher.trigger()
+
     def tools(self) -> list[ToolSpec]:
         return self.bridge.catalog()
 

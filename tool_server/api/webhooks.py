@@ -88,5 +88,5 @@ async def mlflow_webhook(request: Request, runtime: RuntimeDep) -> PythonJSONRes
         log.warning("webhook rejected: %s", exc)
         return _error(401, "webhook_rejected", f"webhook rejected: {exc}")
     log.info("webhook %s for %s: syncing now", event.event, event.model_name or "?")
-    runtime.watcher.trigger()
+    runtime.request_sync()
     return PythonJSONResponse({"accepted": True})
