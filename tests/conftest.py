@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from bridge.hosts import free_port
+from tests.servers import postgres_server, redis_server  # noqa: F401  (session fixtures: real PostgreSQL, Redis)
 from tool_server.ops.embedded_mlflow import EmbeddedMlflow
 
 
