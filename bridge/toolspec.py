@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -11,11 +12,14 @@ from bridge.errors import BridgeError
 from bridge.schema import input_schema, output_schema
 from registry_sync import ModelVersionRef
 
-__all__ = ["RESTRICTED", "ModelFacts", "ToolSpec", "build_tool_spec", "describe", "sensitivity"]
+__all__ = ["RESTRICTED", "TAG_TOOLSETS", "ModelFacts", "ToolSpec", "build_tool_spec", "describe",
+           "sensitivity", "toolsets"]
 
 TAG_DESCRIPTION = "toolbridge.description"
 TAG_FIELD_DESCRIPTIONS = "toolbridge.field_descriptions"
 TAG_SENSITIVITY = "toolbridge.sensitivity"
+TAG_TOOLSETS = "toolbridge.toolsets"
+TOOLSET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 RESTRICTED = "restricted"
 NORMAL = "normal"
 
@@ -43,6 +47,7 @@ class ToolSpec(BaseModel):
     output_schema: dict[str, Any]
     signature: dict[str, Any]
     sensitivity: str = NORMAL  # "restricted": only keys with the restricted scope see it; inputs never logged
+    toolsets: tuple[str, ...] = ()  # from the model tag `toolbridge.toolsets=finance,risk`
 
     @property
     def key(self) -> str:
@@ -68,6 +73,13 @@ def sensitivity(ref: ModelVersionRef) -> str:
     """`restricted` unless the tag is absent, empty, `normal` or `public`: a typo must fail closed."""
     value = ref.model_tags.get(TAG_SENSITIVITY, "").strip().lower()
     return NORMAL if value in ("", NORMAL, "public") else RESTRICTED
+
+
+def toolsets(ref: ModelVersionRef) -> tuple[str, ...]:
+    """`finance, Risk` → ("finance", "risk"): lower-cased, deduplicated; names that could not be a URL path
+    segment or a scope (`toolset:NAME`) are left out (the catalog lint reports them)."""
+    names = (part.strip().lower() for part in ref.model_tags.get(TAG_TOOLSETS, "").split(","))
+    return tuple(sorted({name for name in names if TOOLSET_NAME.match(name)}))
 
 
 def describe(ref: ModelVersionRef, facts: ModelFacts) -> str:
@@ -103,4 +115,5 @@ def build_tool_spec(ref: ModelVersionRef, facts: ModelFacts) -> ToolSpec:
         output_schema=output_schema(facts.kind, classes, ref.signature),
         signature=ref.signature or {},
         sensitivity=sensitivity(ref),
+        toolsets=toolsets(ref),
     )
