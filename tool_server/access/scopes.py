@@ -1,6 +1,7 @@
 """Who is calling and what they may do (pure): principals, scopes, and the access errors.
 
-Scopes are tool names or fnmatch globs (`credit_*`, `*`), plus two roles:
+Scopes are tool names or fnmatch globs (`credit_*`, `*`), toolsets (`toolset:finance`: every tool whose model
+is tagged `toolbridge.toolsets=finance,...`), plus two roles:
 
     admin        status, audit and other operator endpoints (not tools by itself)
     restricted   tools whose registered model is tagged `toolbridge.sensitivity=restricted`
@@ -21,16 +22,19 @@ import fnmatch
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 from bridge.toolspec import RESTRICTED, ToolSpec
 
-__all__ = ["ADMIN", "RESTRICTED", "AccessError", "Forbidden", "Principal", "RateLimited", "Unauthenticated",
-           "may_call", "parse_scopes", "presented_key", "tool_forbidden"]
+__all__ = ["ADMIN", "RESTRICTED", "TOOLSET_PREFIX", "AccessError", "Forbidden", "Principal", "RateLimited",
+           "Unauthenticated", "may_call", "parse_scopes", "presented_key", "tool_forbidden"]
 
 ADMIN = "admin"
 KEY_PREFIX = "tb_"  # every API key starts so (keys.new_key)
 ROLES = frozenset({ADMIN, RESTRICTED})
+TOOLSET_PREFIX = "toolset:"
 _SCOPE = re.compile(r"^[A-Za-z0-9_*?\[\]!-]{1,64}$")
+_TOOLSET_SCOPE = re.compile(r"^toolset:[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 class AccessError(Exception):
@@ -66,7 +70,13 @@ class Principal:
 
     def matches(self, tool: str) -> bool:
         """The key's tool scopes cover this name (existence and sensitivity aside)."""
-        return any(fnmatch.fnmatchcase(tool, scope) for scope in self.scopes - ROLES)
+        return any(fnmatch.fnmatchcase(tool, scope) for scope in self.scopes - ROLES
+                   if not scope.startswith(TOOLSET_PREFIX))
+
+    @cached_property
+    def toolsets(self) -> frozenset[str]:
+        """The toolsets this key's `toolset:NAME` scopes name."""
+        return frozenset(s.removeprefix(TOOLSET_PREFIX) for s in self.scopes if s.startswith(TOOLSET_PREFIX))
 
     def sees_any_tool_named(self, tool: str) -> bool:
         """Would see a tool of this name whatever its sensitivity: telling it "no such tool" leaks nothing."""
@@ -76,7 +86,7 @@ class Principal:
 def may_call(principal: Principal, spec: ToolSpec) -> bool:
     if spec.sensitivity == RESTRICTED and RESTRICTED not in principal.scopes:
         return False
-    return principal.matches(spec.name)
+    return principal.matches(spec.name) or not principal.toolsets.isdisjoint(spec.toolsets)
 
 
 def tool_forbidden(tool: str) -> Forbidden:
@@ -89,10 +99,12 @@ def parse_scopes(raw: Iterable[str]) -> frozenset[str]:
     """Scopes from CLI input (comma or space separated); raises ValueError naming a bad one."""
     scopes = {part for item in raw for part in re.split(r"[,\s]+", item) if part}
     if not scopes:
-        raise ValueError("a key needs at least one scope: tool names, globs like credit_*, admin, restricted")
+        raise ValueError("a key needs at least one scope: tool names, globs like credit_*, toolset:NAME, "
+                         "admin, restricted")
     for scope in scopes:
-        if not _SCOPE.match(scope):
-            raise ValueError(f"scope {scope!r} is not a tool name, a glob like credit_*, admin or restricted")
+        if not (_SCOPE.match(scope) or _TOOLSET_SCOPE.match(scope)):
+            raise ValueError(f"scope {scope!r} is not a tool name, a glob like credit_*, toolset:NAME (lower "
+                             "case, e.g. toolset:finance), admin or restricted")
     return frozenset(scopes)
 
 
