@@ -1,8 +1,10 @@
 """Level-triggered reconciler: make the loaded, live versions match the approved snapshot.
 
-Each pass: load what is new on its host, smoke-test it with its input example, then swap the routing table
-in one assignment; versions no longer approved finish their in-flight calls and stay loaded (warm, unrouted)
-for `unload_after` seconds, so moving an alias back is instant, then unload.
+Each pass: load what is new on its host, smoke-test it with its input example, at most `max_parallel_loads`
+at once (a cold start at registry scale loads hundreds), routing each tool as soon as its versions are up;
+the routing table is swapped in one assignment each time. Versions no longer approved finish their in-flight
+calls and stay loaded (warm, unrouted) for `unload_after` seconds, so moving an alias back is instant, then
+unload.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +24,7 @@ from bridge.toolspec import ModelFacts, build_tool_spec
 from bridge.validation import compile_validator
 from registry_sync import ModelVersionRef, Snapshot
 
-__all__ = ["Reconciler", "VersionStatus"]
+__all__ = ["LoadProgress", "Reconciler", "VersionStatus"]
 
 log = logging.getLogger(__name__)
 RETRY_FAILED_AFTER = 30.0  # seconds before a failed version is tried again with unchanged metadata
@@ -39,25 +42,63 @@ class VersionStatus:
     host: str | None = None
 
 
+@dataclass(frozen=True)
+class LoadProgress:
+    """How far the approved versions of the latest pass are: live, failed, or still loading."""
+
+    total: int = 0
+    live: int = 0
+    failed: int = 0
+
+    @property
+    def loading(self) -> int:
+        return self.total - self.live - self.failed
+
+
 class Reconciler:
-    def __init__(self, hosts: HostPool, unload_after: float = 10.0) -> None:
+    def __init__(self, hosts: HostPool, unload_after: float = 10.0, max_parallel_loads: int = 8) -> None:
         self.hosts = hosts
         self.unload_after = unload_after
+        self.max_parallel_loads = max_parallel_loads
         self.routes: dict[str, Route] = {}
+        # Replaced, never mutated: other threads (the CLI's progress bar) read it without a lock.
+        self.progress = LoadProgress()
         self._live: dict[str, tuple[ModelVersionRef, LiveVersion]] = {}
         self._failed: dict[str, tuple[ModelVersionRef, str, float]] = {}
         self._draining: dict[str, asyncio.Task[None]] = {}
+        self._bringing_up: Counter[str] = Counter()  # by host: a dedicated host loading is not idle
         self._lock = asyncio.Lock()
 
     async def apply(self, snapshot: Snapshot) -> None:
         async with self._lock:
-            for key, ref in snapshot.refs.items():
-                await self._ensure_live(key, ref)
+            slots = asyncio.Semaphore(self.max_parallel_loads)
+
+            async def bring_up(key: str, ref: ModelVersionRef) -> None:
+                async with slots:
+                    await self._ensure_live(key, ref)
+                # Each tool as soon as it is up; a tool whose new version is still loading keeps its old
+                # route (its new snapshot has none yet) until that version is live or the pass ends.
+                self.routes = {**self.routes, **self._routes_for(snapshot)}
+                self._note_progress(snapshot)
+
+            self._note_progress(snapshot)
+            # Every load finishes before the pass goes on or fails: none keeps running outside the lock.
+            outcomes = await asyncio.gather(*(bring_up(key, ref) for key, ref in snapshot.refs.items()),
+                                            return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
             self.routes = self._routes_for(snapshot)
             for key in set(self._live) - set(snapshot.refs):
                 self._schedule_unload(key)
             for key in set(self._failed) - set(snapshot.refs):
                 del self._failed[key]
+            self._note_progress(snapshot)
+
+    def _note_progress(self, snapshot: Snapshot) -> None:
+        live = sum(1 for key in snapshot.refs if key in self._live)
+        failed = sum(1 for key in snapshot.refs if key in self._failed and key not in self._live)
+        self.progress = LoadProgress(total=len(snapshot.refs), live=live, failed=failed)
 
     async def reload_host(self, host_name: str) -> None:
         """After a host restart: load its versions again (routes keep pointing at them meanwhile)."""
@@ -75,24 +116,31 @@ class Reconciler:
         current = self._live.get(key)
         if current is not None and current[0] == ref:
             return
-        failed = self._failed.get(key)
-        if failed is not None and failed[0] == ref and time.time() - failed[2] < RETRY_FAILED_AFTER:
+        last_failure = self._failed.get(key)
+        if (last_failure is not None and last_failure[0] == ref
+                and time.time() - last_failure[2] < RETRY_FAILED_AFTER):
             return
+        host_name = self.hosts.name_for(ref)
+        self._bringing_up[host_name] += 1
+        failed = False
         try:
             self._live[key] = (ref, await self._bring_up(key, ref))
             self._failed.pop(key, None)
             log.info("%s is live as tool %s", key, ref.tool_name)
         except BridgeError as exc:
-            host_name = self.hosts.name_for(ref)
+            failed = True
             breach = self.hosts.memory_breach(host_name, str(exc))
             reason = f"{breach} ({exc})" if breach else str(exc)
             self._failed[key] = (ref, reason, time.time())
             log.warning("%s is not exposed: %s", key, reason)
+        finally:
+            self._bringing_up[host_name] -= 1
+        if failed:
             await self._retire_if_idle(host_name)
 
     async def _retire_if_idle(self, host_name: str) -> None:
         """A dedicated host left serving nothing (its model failed to load or to pass its smoke test)."""
-        if self.hosts.is_dedicated(host_name) and not any(
+        if self.hosts.is_dedicated(host_name) and not self._bringing_up[host_name] and not any(
                 live.host_name == host_name for _, live in self._live.values()):
             await self.hosts.retire(host_name)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from bridge.errors import BridgeError
 from bridge.reconciler import Reconciler
 from registry_sync import ModelVersionRef, Snapshot
 
@@ -132,3 +133,96 @@ def test_calls_to_a_restarting_host_fail_fast_with_503_and_retry_after() -> None
     message, retry_after, version = asyncio.run(scenario())
     assert "its model host crashed and is restarting" in message and retry_after == 5
     assert version == "1"
+
+
+
+class Concurrency:
+    """How many loads run at once, across every host."""
+
+    def __init__(self) -> None:
+        self.running = self.most = 0
+        self.hosts_at_once: set[frozenset[str]] = set()
+
+
+class SlowHost(FakeHost):
+    """Loads take a while and are counted while they run; versions of models named `bad-*` fail to load."""
+
+    def __init__(self, name: str, counter: Concurrency, running: dict[str, int]) -> None:
+        super().__init__()
+        self.name, self.counter, self.per_host = name, counter, running
+
+    async def load(self, key: str, uri: str) -> dict[str, Any]:
+        self.counter.running += 1
+        self.per_host[self.name] += 1
+        self.counter.most = max(self.counter.most, self.counter.running)
+        self.counter.hosts_at_once.add(frozenset(h for h, n in self.per_host.items() if n))
+        try:
+            await asyncio.sleep(0.01)
+            if key.startswith("bad-"):
+                raise BridgeError(f"could not load {uri}")
+            return await super().load(key, uri)
+        finally:
+            self.counter.running -= 1
+            self.per_host[self.name] -= 1
+
+
+class ManyHostsPool(FakePool):
+    """Four shared hosts, each model always on the same one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counter = Concurrency()
+        running = {f"shared-{i}": 0 for i in range(4)}
+        self.slow_hosts = {name: SlowHost(name, self.counter, running) for name in running}
+
+    def name_for(self, ref: ModelVersionRef) -> str:
+        return f"shared-{int(ref.name.rsplit('-', 1)[1]) % 4}"
+
+    async def client(self, name: str) -> SlowHost:  # type: ignore[override]
+        return self.slow_hosts[name]
+
+    def memory_breach(self, name: str, error: str = "") -> str | None:
+        return None
+
+
+def many(count: int, bad_every: int = 7) -> Snapshot:
+    refs = {}
+    for i in range(count):
+        name = f"bad-{i}" if i % bad_every == 0 else f"model-{i}"
+        ref = ModelVersionRef(name=name, version="1", uri=f"models:/{name}/1", aliases=("champion",),
+                              tool_name=name, signature=SIGNATURE, input_example=[{"text": "hello"}])
+        refs[ref.key] = ref
+    return Snapshot(refs=refs)
+
+
+def test_a_cold_start_loads_in_parallel_never_more_than_the_bound_and_each_version_ends_live_or_failed(
+) -> None:
+    snapshot = many(60)
+
+    async def scenario() -> tuple[Reconciler, ManyHostsPool, list[int]]:
+        pool = ManyHostsPool()
+        reconciler = Reconciler(pool, unload_after=UNLOAD_AFTER, max_parallel_loads=5)  # type: ignore[arg-type]
+        routed: list[int] = []
+
+        async def watch() -> None:
+            while True:
+                routed.append(len(reconciler.routes))
+                await asyncio.sleep(0.005)
+
+        watcher = asyncio.create_task(watch())
+        await reconciler.apply(snapshot)
+        watcher.cancel()
+        return reconciler, pool, routed
+
+    reconciler, pool, routed = asyncio.run(scenario())
+    assert pool.counter.running == 0
+    assert pool.counter.most == 5, f"{pool.counter.most} loads ran at once with a bound of 5"
+    assert max(len(hosts) for hosts in pool.counter.hosts_at_once) > 1, "never two hosts loading at once"
+    states = {row.model: row.state for row in reconciler.status(snapshot)}
+    bad = {name for name in states if name.startswith("bad-")}
+    assert len(bad) == 9 and {states[name] for name in bad} == {"failed"}
+    assert {state for name, state in states.items() if name not in bad} == {"live"}
+    progress = reconciler.progress
+    assert (progress.total, progress.live, progress.failed, progress.loading) == (60, 51, 9, 0)
+    assert sorted(reconciler.routes) == sorted(name for name in states if name not in bad)
+    assert any(0 < count < 51 for count in routed), "no tool was routed before the whole pass ended"
