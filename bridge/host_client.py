@@ -16,9 +16,10 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def _limits(timeout: float) -> aiohttp.ClientTimeout:
+def _limits(timeout: float, connect_timeout: float | None = None) -> aiohttp.ClientTimeout:
     # As httpx did: each connect (pool wait included) and each read gets `timeout`, not the whole call.
-    return aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
+    # `connect_timeout` bounds the TCP connect alone: a remote replica that is gone fails fast.
+    return aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout, sock_connect=connect_timeout)
 
 
 class HostUnavailable(BridgeError):
@@ -75,10 +76,12 @@ async def _read_capped(response: aiohttp.ClientResponse, path: str, limit: int |
 
 class HostClient:
     # aiohttp, not httpx: a call through it costs the tool server markedly less CPU (measured, issue #7).
-    def __init__(self, base_url: str, timeout: float = 30.0, max_output_bytes: int | None = None) -> None:
+    def __init__(self, base_url: str, timeout: float = 30.0, max_output_bytes: int | None = None,
+                 connect_timeout: float | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.max_output_bytes = max_output_bytes
-        self._limits = _limits(timeout)
+        self._connect_timeout = connect_timeout
+        self._limits = _limits(timeout, connect_timeout)
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
 
@@ -99,11 +102,14 @@ class HostClient:
             await self._session.close()
 
     async def _post(self, path: str, body: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-        limits = _limits(timeout) if timeout else self._limits  # a load may take minutes
+        # A load may take minutes: its own timeout.
+        limits = _limits(timeout, self._connect_timeout) if timeout else self._limits
         try:
             async with self._client().post(self.base_url + path, json=body, timeout=limits) as response:
                 status, raw = response.status, await _read_capped(response, path, self.max_output_bytes)
-        except TimeoutError as exc:  # aiohttp's connect/read timeouts subclass TimeoutError
+        except aiohttp.ConnectionTimeoutError as exc:  # the call was never sent: another replica may take it
+            raise HostUnavailable(f"model host {self.base_url} did not accept a connection in time") from exc
+        except TimeoutError as exc:  # aiohttp's read timeouts subclass TimeoutError
             raise HostTimeout(f"model host {self.base_url} timed out on {path}") from exc
         except aiohttp.ClientError as exc:  # refused, reset, disconnected, broken body
             raise HostUnavailable(f"model host {self.base_url} is unreachable: {exc}") from exc
@@ -123,6 +129,14 @@ class HostClient:
     async def list_models(self) -> list[dict[str, Any]]:
         models: list[dict[str, Any]] = (await self.host_info())["models"]
         return models
+
+    async def ready(self) -> bool:
+        """Whether the host's `/readyz` answers 200 within a few seconds."""
+        try:
+            async with self._client().get(self.base_url + "/readyz", timeout=_limits(3.0, 3.0)) as response:
+                return response.status == 200
+        except (TimeoutError, aiohttp.ClientError):
+            return False
 
     async def host_info(self) -> dict[str, Any]:
         """Loaded versions with their memory, the budget, evictions and the host's resident memory."""

@@ -1,5 +1,6 @@
 """The model hosts: N shared hosts started up front, dedicated hosts started for models that ask, and idle
-spare hosts kept ready in the background so that a dedicated host starts by taking one (no cold start).
+spare hosts kept ready in the background so that a dedicated host starts by taking one (no cold start);
+and the remote pools (bridge.hosting.remote_pool) that versions tagged `toolbridge.pool=<name>` go to.
 
 Every host runs isolated as the pool's `Sandbox` says (decided once, at start); dedicated hosts, and the
 spares that become them, also run under the dedicated `HostLimits`."""
@@ -14,17 +15,28 @@ import re
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bridge.host_client import HostClient
 from bridge.host_sandbox import HostLimits, Sandbox
+from bridge.hosting.remote_pool import RemotePool, UnknownPool
 from bridge.hosts import HostProcess
 from registry_sync import ModelVersionRef
 
-__all__ = ["HostPool", "SPARE_PREIMPORT", "TAG_ISOLATION"]
+__all__ = ["DEFAULT_POOL", "HostPool", "SPARE_PREIMPORT", "TAG_ISOLATION", "TAG_POOL", "pool_of"]
 
 log = logging.getLogger(__name__)
 
 TAG_ISOLATION = "toolbridge.isolation"
+TAG_POOL = "toolbridge.pool"
+DEFAULT_POOL = "shared"  # local processes, unless TOOLBRIDGE_HOST_POOLS names a remote pool "shared"
+REMOTE_PREFIX = "pool:"
+
+
+def pool_of(ref: ModelVersionRef) -> str:
+    """The host pool a version asks for: its version tag, else its model's, else the default."""
+    chosen = ref.version_tags.get(TAG_POOL) or ref.model_tags.get(TAG_POOL) or DEFAULT_POOL
+    return chosen.strip() or DEFAULT_POOL
 # A spare imports the common flavors while it idles, so the first load on it does not pay for them.
 SPARE_PREIMPORT = "mlflow.pyfunc,mlflow.sklearn,sklearn"
 
@@ -32,7 +44,8 @@ SPARE_PREIMPORT = "mlflow.pyfunc,mlflow.sklearn,sklearn"
 class HostPool:
     def __init__(self, log_dir: Path, env: dict[str, str], shared_hosts: int, call_timeout: float,
                  start_timeout: float, spare_hosts: int = 0, isolation: Callable[[], Sandbox] | None = None,
-                 dedicated_limits: HostLimits | None = None, max_output_bytes: int | None = None) -> None:
+                 dedicated_limits: HostLimits | None = None, max_output_bytes: int | None = None,
+                 remote_pools: dict[str, tuple[str, ...]] | None = None) -> None:
         self.log_dir = log_dir
         self.env = env
         self.shared_hosts = shared_hosts
@@ -51,6 +64,8 @@ class HostPool:
         self._spare_seq = 0
         self._spare_wanted = asyncio.Event()
         self._spare_keeper: asyncio.Task[None] | None = None
+        self.remote = {name: RemotePool(name, urls, call_timeout, max_output_bytes)
+                       for name, urls in (remote_pools or {}).items()}
 
     @staticmethod
     def is_dedicated(name: str) -> bool:
@@ -60,6 +75,9 @@ class HostPool:
         """A stable host per model: the same model always lands on the same shared host."""
         if ref.model_tags.get(TAG_ISOLATION, "").strip().lower() == "dedicated":
             return "dedicated-" + re.sub(r"[^A-Za-z0-9_-]+", "_", ref.name)
+        pool = pool_of(ref)
+        if pool != DEFAULT_POOL or pool in self.remote:
+            return REMOTE_PREFIX + pool  # an unknown one fails in `client`, as this version's problem
         return f"shared-{zlib.crc32(ref.name.encode()) % self.shared_hosts}"
 
     def _process(self, name: str, env: dict[str, str], dedicated: bool) -> HostProcess:
@@ -76,6 +94,8 @@ class HostPool:
                 # RLIMIT_NPROC counts every process of the user: shared with the tool server, it would
                 # count the tool server's threads too.
                 self.dedicated_limits = dataclasses.replace(self.dedicated_limits, max_processes=0)
+        if DEFAULT_POOL in self.remote:
+            return  # every version goes to remote pools unless it asks for a dedicated host (started then)
         await asyncio.gather(*(self.client(f"shared-{i}") for i in range(self.shared_hosts)))
         if self.spare_hosts > 0:  # in the background: a spare never delays start-up
             self._spare_keeper = asyncio.create_task(self._keep_spares())
@@ -92,6 +112,8 @@ class HostPool:
         """The host's client, starting the host first if it is not running yet (dedicated hosts)."""
         if name in self.clients:
             return self.clients[name]
+        if name.startswith(REMOTE_PREFIX):
+            return self._remote(name.removeprefix(REMOTE_PREFIX))
         async with self._starting.setdefault(name, asyncio.Lock()):
             if name not in self.clients:
                 spare = self._take_spare(name) if self.is_dedicated(name) else None
@@ -101,6 +123,23 @@ class HostPool:
                     spare = process, self._client(process)
                 self.processes[name], self.clients[name] = spare
         return self.clients[name]
+
+    def _remote(self, pool: str) -> RemotePool:
+        if pool in self.remote:
+            return self.remote[pool]
+        known = ", ".join(sorted({DEFAULT_POOL, *self.remote}))
+        raise UnknownPool(f"the model asks for host pool {pool!r} (tag {TAG_POOL}), which is not configured; "
+                          f"configured pools: {known}. Fix the tag, or add the pool to TOOLBRIDGE_HOST_POOLS")
+
+    async def remote_status(self) -> list[dict[str, Any]]:
+        """One row per URL of each remote pool (for status): ready or not, and what it holds."""
+        rows = []
+        for name, pool in sorted(self.remote.items()):
+            for index, replica in enumerate(await pool.health()):
+                rows.append({"name": f"{name}[{index}]", "role": f"remote pool {name}", "pool": name,
+                             "pid": None, "alive": replica.pop("ready"), "restarts": 0, "isolation": "remote",
+                             "limits": None, **replica})
+        return rows
 
     def _take_spare(self, name: str) -> tuple[HostProcess, HostClient] | None:
         """A ready spare, now host `name` (same process), with a replacement asked for; None if none."""
@@ -188,4 +227,6 @@ class HostPool:
             if client is not None:
                 await client.close()
             await asyncio.to_thread(self.processes.pop(name).stop)
+        for pool in self.remote.values():
+            await pool.close()
         self.sandbox.cleanup()

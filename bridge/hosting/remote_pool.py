@@ -1,0 +1,142 @@
+"""Remote host pools: model-host replicas reached by URL, never started or stopped by Toolbridge.
+
+`TOOLBRIDGE_HOST_POOLS='{"shared": "http://hosts.ml.svc:3000", "gpu": "http://a:3000,http://b:3000"}'`: a pool
+is one URL (a Kubernetes Service balancing its replicas) or several (balanced here, round-robin). Any replica
+answers any version: every predict carries the version's model URI, so a replica that does not hold it loads
+it on that call (bridge.model_host.service), within its own memory budget. A replica that refuses the
+connection is skipped for a few seconds and the call goes to the next one; when none answers, the call fails
+with HostUnavailable (503 + Retry-After for the caller), after at most one short connect timeout per replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
+from pydantic_settings import NoDecode
+
+from bridge.errors import BridgeError
+from bridge.host_client import HostClient, HostTimeout, HostUnavailable
+
+__all__ = ["POOL_NAME", "REPLICA_COOLDOWN", "HostPools", "RemotePool", "UnknownPool", "parse_pools"]
+
+POOL_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")  # also a Kubernetes object name part
+REPLICA_COOLDOWN = 5.0  # seconds a replica that refused a connection is skipped
+
+
+class UnknownPool(BridgeError):
+    """A version asks (tag `toolbridge.pool`) for a host pool that is not configured."""
+
+
+def _urls(pool: str, value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(item, str) for item in items):
+        raise ValueError(f"pool {pool!r}: expected a URL, comma-separated URLs or a list of URLs, "
+                         f"got {value!r}")
+    urls = tuple(item.strip().rstrip("/") for item in items if item.strip())
+    if not urls:
+        raise ValueError(f"pool {pool!r}: no URL; give one like \"http://toolbridge-hosts:3000\"")
+    for url in urls:
+        if not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
+            raise ValueError(f"pool {pool!r}: {url!r} is not an http(s) URL; expected e.g. "
+                             "\"http://toolbridge-hosts.ml.svc:3000\"")
+    return urls
+
+
+def parse_pools(value: str | Mapping[str, Any] | None) -> dict[str, tuple[str, ...]]:
+    """TOOLBRIDGE_HOST_POOLS (a JSON object: pool name → URL, comma-separated URLs, or a list) as
+    {name: urls}. Raises ValueError saying what was wrong and what is expected."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"not JSON ({exc}); expected an object like "
+                             "{\"shared\": \"http://toolbridge-hosts:3000\"}") from exc
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a JSON object of pool name → URL(s), got {type(value).__name__}")
+    pools: dict[str, tuple[str, ...]] = {}
+    for name, urls in value.items():
+        if not isinstance(name, str) or not POOL_NAME.match(name):
+            raise ValueError(f"pool name {name!r}: expected lowercase letters, digits and '-' (at most 40, "
+                             "as in a Kubernetes name), e.g. \"gpu\"")
+        pools[name] = _urls(name, urls)
+    return pools
+
+
+# The settings field: parsed here, not by pydantic-settings' JSON decoding, so a mistake reads as a sentence.
+HostPools = Annotated[dict[str, tuple[str, ...]], NoDecode, BeforeValidator(parse_pools)]
+
+
+class RemotePool(HostClient):
+    """The client of one remote pool: the host contract of HostClient, spread over the pool's URLs."""
+
+    def __init__(self, name: str, urls: tuple[str, ...], timeout: float = 30.0,
+                 max_output_bytes: int | None = None, connect_timeout: float = 3.0) -> None:
+        super().__init__(", ".join(urls), timeout, max_output_bytes, connect_timeout)
+        self.name = name
+        self.replicas = [HostClient(url, timeout, max_output_bytes, connect_timeout) for url in urls]
+        self._next = 0
+        self._down_until = [0.0] * len(urls)
+        self._uris: dict[str, str] = {}  # key → model URI, so a smoke test names it too
+
+    def _order(self) -> list[int]:
+        """Replica indexes, round-robin from the next one; those refusing connections lately go last."""
+        start, self._next = self._next, (self._next + 1) % len(self.replicas)
+        order = [(start + i) % len(self.replicas) for i in range(len(self.replicas))]
+        now = time.monotonic()
+        return sorted(order, key=lambda i: self._down_until[i] > now)  # stable: keeps the rotation
+
+    async def _post(self, path: str, body: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        failures: list[str] = []
+        for index in self._order():
+            try:
+                result = await self.replicas[index]._post(path, body, timeout)
+            except HostTimeout:
+                raise  # the replica has the call and may still run it: not sent twice
+            except HostUnavailable as exc:
+                self._down_until[index] = time.monotonic() + REPLICA_COOLDOWN
+                failures.append(str(exc))
+                continue
+            self._down_until[index] = 0.0
+            return result
+        raise HostUnavailable(f"host pool {self.name!r} is unreachable: {'; '.join(failures)}")
+
+    async def load(self, key: str, uri: str, timeout: float = 300.0) -> dict[str, Any]:
+        """Loaded on one replica; the others load the version on their first call for it."""
+        self._uris[key] = uri
+        return await super().load(key, uri, timeout)
+
+    async def unload(self, key: str) -> None:
+        """Best effort on every URL (each replica also evicts by its memory budget)."""
+        self._uris.pop(key, None)
+        await asyncio.gather(*(replica.unload(key) for replica in self.replicas), return_exceptions=True)
+
+    async def predict(self, key: str, payload: dict[str, Any], uri: str | None = None
+                      ) -> list[dict[str, Any]]:
+        return await super().predict(key, payload, uri or self._uris.get(key))
+
+    async def health(self) -> list[dict[str, Any]]:
+        """Each URL: `/readyz`, and what the replica answering it holds (loaded versions, memory)."""
+        async def one(replica: HostClient) -> dict[str, Any]:
+            row: dict[str, Any] = {"url": replica.base_url, "ready": await replica.ready()}
+            if row["ready"]:
+                try:
+                    row.update(await replica.host_info())
+                except BridgeError as exc:
+                    row["error"] = str(exc)
+            else:
+                row["error"] = f"{replica.base_url}/readyz did not answer 200"
+            return row
+
+        return list(await asyncio.gather(*(one(replica) for replica in self.replicas)))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(replica.close() for replica in self.replicas))
+        await super().close()
