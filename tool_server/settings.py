@@ -20,6 +20,7 @@ WEBHOOK_SECRET_FILE = "webhook_secret"
 DATABASE_FILE = "toolbridge.db"
 ADMIN_KEY_FILE = "admin.key"
 MIN_WEBHOOK_SECRET = 16
+MAX_WORKERS = 64
 ANY = "*"  # in TOOLBRIDGE_ALLOWED_HOSTS / _ORIGINS: that check is off
 _DNS_NAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -110,6 +111,8 @@ class ServerSettings(BaseSettings):
     webhook_secret: SecretStr | None = Field(
         default=None, description="HMAC secret of MLflow's webhook; none = STATE_DIR/webhook_secret")
     webhook_name: str = Field(default="toolbridge", description="name of our webhook in MLflow")
+    workers: int = Field(default=1, description="tool-server processes answering on the one port; the "
+                                                "registry sync and the model hosts stay single")
     # DNS-rebinding protection (docs/security.md), beyond the names and origins of PUBLIC_URL and HOST.
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="more host names clients reach us under (Host header), "
@@ -156,6 +159,15 @@ class ServerSettings(BaseSettings):
                                  "web pages that may call Toolbridge, e.g. "
                                  "http://localhost:6274,https://app.example.com, or *") from None
         return origins
+
+    @field_validator("workers")
+    @classmethod
+    def _worker_count(cls, workers: int) -> int:
+        if not 1 <= workers <= MAX_WORKERS:
+            raise ValueError(f"TOOLBRIDGE_WORKERS={workers} (or --workers) must be between 1 and "
+                             f"{MAX_WORKERS}: one process per core you want answering HTTP is a good start; "
+                             "1 = a single process")
+        return workers
 
     @field_validator("mlflow_uri")
     @classmethod
