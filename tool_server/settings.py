@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["CacheSettings", "ObservabilitySettings", "SecuritySettings", "ServerSettings", "host_name",
-           "persistent_secret", "web_origin"]
+__all__ = ["CacheSettings", "ObservabilitySettings", "SecuritySettings", "ServerSettings",
+           "SharedStateSettings", "host_name", "persistent_secret", "web_origin"]
 
 WEBHOOK_SECRET_FILE = "webhook_secret"
 DATABASE_FILE = "toolbridge.db"
@@ -221,6 +221,11 @@ class SecuritySettings(BaseSettings):
     max_body_bytes: int = Field(default=1 << 20, gt=0, description="largest request body accepted")
     rate_limit_per_minute: float = Field(default=1200, gt=0, description="calls per key and minute, unless "
                                                                           "the key sets its own")
+    database_pool_size: int = Field(default=5, gt=0, le=100, description="PostgreSQL connections per worker "
+                                    "process (as many again in bursts); replicas x workers x 2 x this must "
+                                    "fit the server's max_connections")
+    key_refresh_seconds: float = Field(default=0.5, gt=0, le=60, description="how often each worker checks "
+                                       "whether keys changed (a revocation takes effect within about this)")
 
     def url(self, state_dir: Path) -> str:
         if self.database_url is not None:
@@ -293,6 +298,31 @@ class CacheSettings(BaseSettings):
         if self.cache is None:
             return "redis" if self.cache_url is not None else "off"
         return self.cache
+
+
+class SharedStateSettings(BaseSettings):
+    """Redis shared by replicas (docs/operations.md "Two replicas"): rate limits, the webhook replay cache,
+    webhook fan-out, the usage write-back lock. Unset = each process on its own (the single-machine default).
+    The URL may hold a password: a SecretStr keeps it out of reprs."""
+
+    model_config = SettingsConfigDict(env_prefix="TOOLBRIDGE_", extra="ignore", hide_input_in_errors=True)
+
+    redis_url: SecretStr | None = Field(default=None, description="redis://[:password@]host:port/db shared "
+                                        "by the replicas; unset = limits and replay cache per process")
+    redis_timeout_seconds: float = Field(default=0.2, gt=0, le=10, description="seconds a Redis request may "
+                                         "take before the call goes on with this process's own state")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is None:
+            return None
+        parts = urlsplit(url.get_secret_value())  # never echo the URL: it may carry a password
+        if parts.scheme not in REDIS_SCHEMES or (parts.scheme != "unix" and not parts.hostname):
+            problem = "no host" if parts.scheme in REDIS_SCHEMES else f"scheme {parts.scheme or '(none)'!r}"
+            raise ValueError(f"TOOLBRIDGE_REDIS_URL must be a Redis URL like redis://127.0.0.1:6379/0 "
+                             f"(schemes: {', '.join(REDIS_SCHEMES)}); it has {problem}")
+        return url
 
 
 LOG_FORMATS = ("json", "text")
