@@ -3,7 +3,8 @@
 A data scientist reads in MLflow how much agents call a model. The tags are cumulative: each write adds the
 calls counted since the previous one to the value already in the registry, so restarts and several replicas
 add up. They are Toolbridge's own bookkeeping, never metadata of the tool: `without_usage_tags` keeps them out
-of `ModelVersionRef`, or every write would look like a change and reload the model.
+of `ModelVersionRef`, or every write would look like a change and reload the model. So does it with the lint
+findings Toolbridge writes back (`toolbridge.lint`, tool_server/discovery/lint.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ __all__ = [
     "TAG_CALLS",
     "TAG_ERRORS",
     "TAG_LAST_CALL",
+    "TAG_LINT",
     "USAGE_TAG_PREFIX",
     "ModelUsage",
     "VersionUsage",
@@ -30,6 +32,7 @@ USAGE_TAG_PREFIX = "toolbridge.usage."
 TAG_CALLS = USAGE_TAG_PREFIX + "calls"
 TAG_ERRORS = USAGE_TAG_PREFIX + "errors"
 TAG_LAST_CALL = USAGE_TAG_PREFIX + "last_call"
+TAG_LINT = "toolbridge.lint"  # the catalog lint's findings on a version, written by Toolbridge
 
 
 class VersionUsage(BaseModel):
@@ -111,4 +114,6 @@ def merged_version_tags(existing: Mapping[str, str], usage: VersionUsage) -> dic
 
 
 def without_usage_tags(tags: Mapping[str, str]) -> dict[str, str]:
-    return {key: value for key, value in tags.items() if not key.startswith(USAGE_TAG_PREFIX)}
+    """The tags without Toolbridge's own bookkeeping: usage counts and lint findings."""
+    return {key: value for key, value in tags.items()
+            if not key.startswith(USAGE_TAG_PREFIX) and key != TAG_LINT}
