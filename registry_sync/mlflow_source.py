@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from registry_sync.errors import MalformedEntry, RegistryUnavailable, WebhookSetupFailed
 from registry_sync.types import RegisteredModelInfo, VersionDetails
-from registry_sync.usage import ModelUsage, merged_model_tags, merged_version_tags
+from registry_sync.usage import TAG_LINT, ModelUsage, merged_model_tags, merged_version_tags
 
 __all__ = ["WEBHOOK_EVENTS", "MlflowRegistry"]
 
@@ -149,6 +149,27 @@ class MlflowRegistry:
                                       f"{where}: {exc.message}") from exc
         except OSError as exc:
             raise RegistryUnavailable(f"MLflow at {self.tracking_uri} is unreachable: {exc}") from exc
+
+    def write_lint(self, name: str, version: str, value: str) -> bool:
+        """Set the version tag `toolbridge.lint` to `value` (remove it for ""), unless it holds that already;
+        whether MLflow was written. The data scientist reads the catalog lint's findings where they work."""
+        where = f"version {version} of {name!r}"
+        try:
+            found = self._client.get_model_version(name, version)
+            if (found.tags or {}).get(TAG_LINT, "") == value:
+                return False
+            if value:
+                self._client.set_model_version_tag(name, version, TAG_LINT, value)
+            else:
+                self._client.delete_model_version_tag(name, version, TAG_LINT)
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                raise MalformedEntry(f"{where}: {exc.message}") from exc
+            raise RegistryUnavailable(f"MLflow at {self.tracking_uri} could not write the lint tag of "
+                                      f"{where}: {exc.message}") from exc
+        except OSError as exc:
+            raise RegistryUnavailable(f"MLflow at {self.tracking_uri} is unreachable: {exc}") from exc
+        return True
 
     def register_webhook(self, url: str, secret: str, name: str = "toolbridge") -> str:
         """Create, or bring up to date, the webhook `name` (or the one already calling `url`); its id.
