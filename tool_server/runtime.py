@@ -18,6 +18,8 @@ from tool_server.access.keys import KeyStore
 from tool_server.access.limits import RateLimiter
 from tool_server.api.errors import error_code
 from tool_server.calls import CallObserver, Gateway
+from tool_server.discovery.catalog import Discovery
+from tool_server.discovery.settings import DiscoverySettings
 from tool_server.ops.call_stats import CallStats
 from tool_server.ops.metrics import Metrics
 from tool_server.ops.usage import UsageWriteback
@@ -74,6 +76,12 @@ class Runtime:
                              cache=_response_cache(self.cache_settings, tracking_uri, self.metrics))
         self.watcher = RegistryWatcher(MlflowRegistry(tracking_uri), self.sync_settings.policy(),
                                        self.sync_settings.poll_interval, listener=self.bridge.on_snapshot)
+        # The exported catalog: linted (quarantine), toolsets, search, cached per catalog version and key.
+        self.discovery = Discovery(DiscoverySettings(), self.bridge.catalog,
+                                   lambda: self.bridge.reconciler.routes,
+                                   lambda spec: self.bridge.snapshot.refs.get(spec.key),
+                                   lint_sink=MlflowRegistry(tracking_uri))
+        self.bridge.catalog_listeners.append(self.discovery.write_lint_tags)
         self.security = security or SecuritySettings()
         self.engine = make_engine(self.security.url(server.state_dir))
         self.keys = KeyStore(self.engine)
@@ -110,8 +118,7 @@ class Runtime:
         self.watcher.trigger()
 
     def tools(self) -> list[ToolSpec]:
-        return self.bridge.catalog()
+        return self.discovery.tools()  # quarantined tools left out of every export and call
 
     def tool(self, name: str) -> ToolSpec | None:
-        route = self.bridge.reconciler.routes.get(name)
-        return route.champion.spec if route else None
+        return self.discovery.tool(name)

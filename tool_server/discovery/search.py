@@ -1,0 +1,130 @@
+"""Tool search: BM25 (bm25s) over each tool's name, description, field names and descriptions, output labels
+and toolsets; per caller through a mask of the tools it may call. No model download, ever.
+
+An optional embedding ranker (TOOLBRIDGE_EMBEDDINGS=sentence-transformers:<local folder>) blends its cosine
+similarity with the normalised BM25 score.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import bm25s
+import numpy as np
+import numpy.typing as npt
+
+from bridge.toolspec import ToolSpec
+
+__all__ = ["EmbeddingRanker", "SearchIndex", "tokens", "tool_text"]
+
+log = logging.getLogger(__name__)
+
+# Words that say nothing about which tool fits (English, plus what every tool description repeats).
+_STOPWORDS = frozenset(re.findall(r"\w+", """
+a an and are as at be by can for from has have how i in into is it its me my of on or our that the their
+this to was we what when which who will with you your find tool tools model models mlflow version returns
+predict predicts prediction given use using based per one"""))
+_WORD = re.compile(r"[a-z0-9]+")
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+# Repetitions weight a field in BM25: a word of the name counts as much as three of the description.
+_NAME_WEIGHT, _TOOLSET_WEIGHT, _LABEL_WEIGHT = 3, 2, 1
+_EMBEDDING_WEIGHT = 0.5
+
+
+def _stem(word: str) -> str:
+    """A light suffix stripper: plurals and common verb endings (`scores`→`score`, `churning`→`churn`)."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 5 and word.endswith("ing"):
+        return word[:-3]
+    if len(word) > 4 and word.endswith("ed") and not word.endswith("eed"):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased, split on anything not a letter or digit (snake_case and camelCase too), stemmed."""
+    words = _WORD.findall(_CAMEL.sub(" ", text).lower())
+    return [_stem(w) for w in words if w not in _STOPWORDS]
+
+
+def _labels(spec: ToolSpec) -> list[str]:
+    props = spec.output_schema.get("properties") or {}
+    label = props.get("label") or {}
+    labels = [str(v) for v in label.get("enum") or []]
+    labels += list((props.get("probabilities") or {}).get("properties") or {})
+    return list(dict.fromkeys(labels))
+
+
+def tool_text(spec: ToolSpec) -> list[str]:
+    """The tokens a tool is found by, weighted by repetition."""
+    words = tokens(spec.name) * _NAME_WEIGHT
+    words += tokens(" ".join(spec.toolsets)) * _TOOLSET_WEIGHT
+    description = spec.description.rsplit("\n\n(MLflow model ", 1)[0]  # the provenance line is noise
+    words += tokens(description)
+    for name, schema in (spec.input_schema.get("properties") or {}).items():
+        words += tokens(name) + tokens(str(schema.get("description", "")))
+    words += tokens(" ".join(_labels(spec))) * _LABEL_WEIGHT
+    return words
+
+
+class EmbeddingRanker:
+    """Cosine similarity with a local sentence-transformers model (loaded from a folder, never downloaded)."""
+
+    def __init__(self, folder: Path) -> None:
+        from sentence_transformers import SentenceTransformer  # optional: only when configured
+
+        self._model: Any = SentenceTransformer(str(folder), local_files_only=True)
+
+    def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        vectors: npt.NDArray[np.float32] = self._model.encode(list(texts), normalize_embeddings=True)
+        return vectors
+
+
+class SearchIndex:
+    """One index per catalog version; `search` ranks for one caller's mask of callable tools."""
+
+    def __init__(self, specs: Sequence[ToolSpec], embeddings: EmbeddingRanker | None = None) -> None:
+        self.specs = list(specs)
+        corpus = [tool_text(spec) or ["_"] for spec in self.specs]  # bm25s needs a token per document
+        self._bm25 = bm25s.BM25()
+        if corpus:
+            self._bm25.index(corpus, show_progress=False)
+        self._vocab = set(self._bm25.vocab_dict) if corpus else set()
+        self._embeddings = embeddings
+        self._vectors = (embeddings.encode([f"{s.name}: {s.description}" for s in self.specs])
+                         if embeddings is not None and self.specs else None)
+
+    def scores(self, query: str) -> npt.NDArray[np.float32]:
+        """Relevance of every tool to `query` (0 = no shared word, and no embedding ranker)."""
+        words = [w for w in tokens(query) if w in self._vocab]
+        lexical = (np.asarray(self._bm25.get_scores(words), dtype=np.float32) if words
+                   else np.zeros(len(self.specs), dtype=np.float32))
+        if self._vectors is None or self._embeddings is None:
+            return lexical
+        top = float(lexical.max()) if lexical.size else 0.0
+        normalised = lexical / top if top > 0 else lexical
+        similarity = self._vectors @ self._embeddings.encode([query])[0]
+        blended: npt.NDArray[np.float32] = ((1 - _EMBEDDING_WEIGHT) * normalised
+                                            + _EMBEDDING_WEIGHT * similarity.astype(np.float32))
+        return blended
+
+    def search(self, query: str, limit: int, allowed: npt.NDArray[np.bool_] | None = None
+               ) -> list[tuple[ToolSpec, float]]:
+        """The best `limit` tools among `allowed` (a mask over `specs`), best first; only tools that match."""
+        if not self.specs:
+            return []
+        scores = self.scores(query)
+        if allowed is not None:
+            scores = np.where(allowed, scores, 0.0)
+        candidates = np.flatnonzero(scores > 0)
+        if candidates.size > limit:
+            candidates = candidates[np.argpartition(-scores[candidates], limit - 1)[:limit]]
+        ranked = sorted(candidates.tolist(), key=lambda i: (-float(scores[i]), self.specs[i].name))
+        return [(self.specs[i], float(scores[i])) for i in ranked]
