@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from starlette.routing import Route
 
+from tool_server.api.discovery import router as discovery_router
 from tool_server.api.errors import add_exception_handlers, document_error_bodies
 from tool_server.api.middleware import ApiKeyGate, BodyLimit, HostGuard, HostPolicy, RequestId
 from tool_server.api.routes import router
@@ -40,11 +41,13 @@ def create_app(runtime: Runtime) -> FastAPI:
     document_error_bodies(app)
     app.include_router(router)
     app.include_router(hooks_router)
+    app.include_router(discovery_router)  # /toolsets (tool_server/discovery)
     app.include_router(ui_router)  # the web UI at /ui (tool_server/ui)
     # MCP: a 401 at the HTTP layer before the SDK sees anything; tools/list and tools/call then read the key's
     # principal from the request scope.
     app.router.routes.append(Route(MCP_PATH, endpoint=ApiKeyGate(StreamableHTTPASGIApp(mcp.manager),
                                                                    runtime.calls.authenticate)))
+    app.router.routes.extend(mcp.discovery_routes(runtime.calls.authenticate))  # /mcp/search, /toolsets/*/mcp
     app.add_middleware(BodyLimit, limit=runtime.security.max_body_bytes)
     # Host/Origin (DNS rebinding, docs/security.md) on every route, /mcp included, before the key is read.
     app.add_middleware(HostGuard, policy=HostPolicy.of(runtime.server))

@@ -25,6 +25,7 @@ from tool_server.api.encoding import PythonJSONResponse
 from tool_server.api.middleware import BodyTooLarge
 from tool_server.api.wire import ERROR_DESCRIPTIONS
 from tool_server.calls import InvalidBody
+from tool_server.discovery.catalog import UnknownToolset
 
 __all__ = ["InvalidBody", "PageNotFound", "add_exception_handlers", "document_error_bodies", "error_code"]
 
@@ -37,6 +38,7 @@ _CODES: list[tuple[type[Exception], int, str]] = [
     (ToolInputError, 422, "invalid_arguments"),
     (InvalidBody, 422, "invalid_body"),
     (PageNotFound, 404, "page_not_found"),
+    (UnknownToolset, 404, "toolset_not_found"),
     (ModelRejectedInput, 422, "model_rejected_input"),
     (BodyTooLarge, 413, "body_too_large"),
     (Unauthenticated, 401, "unauthenticated"),

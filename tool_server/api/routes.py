@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -15,6 +14,14 @@ from bridge.invoker import InvokeResult
 from bridge.toolspec import ToolSpec
 from tool_server.access.audit import read_records
 from tool_server.api.deps import AdminDep, CallerDep, CatalogReaderDep, HttpCallDep, RawBody, RuntimeDep
+from tool_server.api.discovery import (
+    LimitQuery,
+    ModeQuery,
+    SearchQuery,
+    ToolsetQuery,
+    catalog_answer,
+    openai_answer,
+)
 from tool_server.api.encoding import PythonJSONResponse
 from tool_server.api.errors import PageNotFound
 from tool_server.api.wire import (
@@ -23,10 +30,8 @@ from tool_server.api.wire import (
     AuditSince,
     ModelRefPublic,
     ToolPublic,
-    VersionStatusPublic,
     error_responses,
 )
-from tool_server.exports.openai_tools import openai_tools
 from tool_server.exports.openapi_doc import PageError, build_openapi, select_tools, to_yaml
 
 __all__ = ["router"]
@@ -60,13 +65,10 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/status", tags=["service"], responses=ADMIN_ONLY)
 async def status(runtime: RuntimeDep, _: AdminDep) -> dict[str, Any]:
-    sync = runtime.watcher.status
-    age = time.time() - sync.last_success_at if sync.last_success_at else None
+    """The registry sync, each approved version, the model hosts (and with several workers, each worker)."""
     return {
-        "sync": {**sync.model_dump(), "last_success_age_seconds": age, "mlflow_uri": runtime.tracking_uri},
-        "versions": [VersionStatusPublic(**row.__dict__).model_dump() for row in runtime.bridge.status()],
-        "excluded": [e.model_dump() for e in runtime.watcher.snapshot.excluded],
-        "hosts": await runtime.bridge.host_status(),
+        **await runtime.status(),
+        "lint": runtime.discovery.view().report(),  # catalog lint findings, per tool (docs/discovery.md)
     }
 
 
@@ -74,7 +76,7 @@ async def status(runtime: RuntimeDep, _: AdminDep) -> dict[str, Any]:
             responses={**_only("text/plain", "Prometheus text format", {"type": "string"}), **ADMIN_ONLY})
 async def metrics(runtime: RuntimeDep, _: AdminDep) -> Response:
     """Prometheus metrics (admin key: scrape with `authorization: {credentials_file: admin.key}`)."""
-    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(await runtime.metrics_text(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/audit", tags=["service"], responses=error_responses(401, 403, 422))
@@ -95,9 +97,12 @@ async def audit(runtime: RuntimeDep, _: AdminDep,
     return await asyncio.to_thread(read)
 
 
-@router.get("/tools", tags=["tools"], responses=KEYED)
-async def list_tools(runtime: RuntimeDep, caller: CallerDep) -> list[ToolPublic]:
-    return [_public(spec, runtime.server.base_url) for spec in runtime.calls.visible(caller)]
+@router.get("/tools", tags=["tools"], responses=error_responses(401, 404, 422),
+            response_model=list[ToolPublic])
+async def list_tools(runtime: RuntimeDep, caller: CallerDep, q: SearchQuery = None, limit: LimitQuery = None,
+                     toolset: ToolsetQuery = None) -> Response:
+    """The tools this key may call (of `toolset`); with `q`, the `limit` best matches, best first."""
+    return catalog_answer(runtime, caller, q, limit, toolset)
 
 
 @router.get("/tools/{name}", tags=["tools"], responses=PER_TOOL)
@@ -166,10 +171,12 @@ async def tool_openapi(name: str, runtime: RuntimeDep, caller: CatalogReaderDep)
     return ORJSONResponse(build_openapi([spec], runtime.server.base_url, title=f"Toolbridge tool {name}"))
 
 
-@router.get("/openai/tools", tags=["exports"], responses=KEYED)
-async def openai(runtime: RuntimeDep, caller: CallerDep) -> ORJSONResponse:
-    """The catalog as OpenAI function-calling tools (`tools=` of a chat completion request), per key."""
-    return ORJSONResponse(openai_tools(runtime.calls.visible(caller)))
+@router.get("/openai/tools", tags=["exports"], responses=error_responses(401, 404, 422))
+async def openai(runtime: RuntimeDep, caller: CallerDep, toolset: ToolsetQuery = None,
+                 mode: ModeQuery = "tools") -> Response:
+    """The catalog as OpenAI function-calling tools (`tools=` of a chat completion request), per key (and
+    toolset); `mode=search`: find_tools and call_tool only (run them as GET /tools?q= and POST invoke)."""
+    return openai_answer(runtime, caller, toolset, mode)
 
 
 @router.get("/stats/calls", tags=["service"], responses=ADMIN_ONLY)

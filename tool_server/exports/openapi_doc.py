@@ -131,19 +131,22 @@ def select_tools(specs: Sequence[ToolSpec], tools: str | None, page: str | None)
     return Selection(specs, patterns, int(page))
 
 
-def _paging_note(selection: Selection, base_url: str) -> str:
+def _paging_note(selection: Selection, base_url: str, document_path: str) -> str:
     if selection.page is None or selection.pages == 1:
         return ""
-    others = ", ".join(f"{base_url}/openapi.json?page={n}" for n in range(1, selection.pages + 1)
+    others = ", ".join(f"{base_url}{document_path}?page={n}" for n in range(1, selection.pages + 1)
                        if n != selection.page)
+    by_name = document_path == "/openapi.json"  # ?tools= is the whole catalog's
+    choose = ", or choose tools by name with ?tools=credit_*,fin_*" if by_name else ""
     return (f" This is page {selection.page} of {selection.pages} ({selection.total} tools; Dify holds at "
             f"most {MAX_OPERATIONS} a custom-tool provider): import the others as providers of their own "
-            f"({others}), or choose tools by name with ?tools=credit_*,fin_*.")
+            f"({others}){choose}.")
 
 
 def build_openapi(specs: Sequence[ToolSpec] | Selection, base_url: str,
-                  title: str = "Toolbridge tools") -> dict[str, Any]:
-    """One POST operation per tool at `/tools/{name}/invoke`, `operationId` = tool name."""
+                  title: str = "Toolbridge tools", document_path: str = "/openapi.json") -> dict[str, Any]:
+    """One POST operation per tool at `/tools/{name}/invoke`, `operationId` = tool name; `document_path` is
+    where the document is served (its other pages are named after it)."""
     selection = specs if isinstance(specs, Selection) else Selection(specs, page="all")
     return {
         "openapi": "3.0.3",
@@ -151,7 +154,7 @@ def build_openapi(specs: Sequence[ToolSpec] | Selection, base_url: str,
             "title": title,
             "version": "1",
             "description": "Machine-learning models approved in MLflow, exposed as tools for LLM agents."
-                           + _paging_note(selection, base_url),
+                           + _paging_note(selection, base_url, document_path),
         },
         "servers": [{"url": base_url}],
         "paths": {f"/tools/{spec.name}/invoke": {"post": _operation(spec)} for spec in selection.specs},
