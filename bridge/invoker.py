@@ -1,21 +1,24 @@
 """Invoke a tool: validate, route to the live version, answer from the cache or predict, shape the answer.
 No HTTP here.
 
-HTTP routes, the MCP server and the LangChain toolkit (through HTTP) all call `Invoker.invoke`.
+HTTP routes, the MCP server and the LangChain toolkit (through HTTP) all call `Invoker.invoke`. A call the
+champion answered is then offered to the tool's shadow version, if any (`bridge.shadow`): never awaited.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bridge.errors import BridgeError
 from bridge.host_client import HostError, HostTimeout, HostUnavailable
-from bridge.live import Route
+from bridge.live import LiveVersion, Route
 from bridge.response_cache import ResponseCache
 from bridge.schema import to_model_input
+from bridge.shadow.mirror import MirroredCall, ShadowMirror
 from bridge.toolspec import ToolSpec
 
 __all__ = ["InvokeResult", "Invoker", "ModelFailure", "ModelRejectedInput", "ToolNotFound", "ToolTimeout",
@@ -64,8 +67,10 @@ def _always(spec: ToolSpec) -> bool:
 class Invoker:
     def __init__(self, routes: Callable[[], Mapping[str, Route]], rng: random.Random | None = None,
                  cache: ResponseCache | None = None, cacheable: Callable[[ToolSpec], bool] = _always,
-                 restarting: Callable[[str], bool] = lambda host: False) -> None:
+                 restarting: Callable[[str], bool] = lambda host: False,
+                 shadow: ShadowMirror | None = None) -> None:
         self._routes = routes
+        self._shadow = shadow
         self._restarting = restarting  # by host name: fail fast, never queue on a half-started host
         self._rng = rng or random.Random()
         self._cache = cache
@@ -76,6 +81,9 @@ class Invoker:
         if route is None:
             raise ToolNotFound(f"no tool named {tool!r}; list the available tools at GET /tools")
         live = route.pick(self._rng) if version is None else route.version(version)
+        # Only calls the champion answers unasked are mirrored: not a canary's, not a pinned version's.
+        shadowed = version is None and live is route.champion and route.shadow is not None
+        original = arguments
         if live is None:
             served = ", ".join(sorted(route.pinned))
             raise ToolNotFound(f"tool {tool!r} does not serve version {version!r}; served now: {served}")
@@ -89,11 +97,14 @@ class Invoker:
         if cache is not None and key is not None:
             stored = await cache.lookup(tool, key)
             if stored is not None:
+                if shadowed:
+                    self._offer(route, live, tool, original, stored, None)
                 return InvokeResult(tool=tool, model_name=spec.model_name, model_version=spec.model_version,
                                     role=spec.role, output=stored, cached=True)
         if self._restarting(live.host_name):
             raise ToolUnavailable(f"tool {tool!r} is temporarily unavailable: its model host crashed and is "
                                   "restarting", retry_after=5)
+        started = time.perf_counter()
         try:
             outputs = await live.host.predict(spec.key, model_input, spec.model_uri)
         except HostTimeout as exc:
@@ -114,7 +125,17 @@ class Invoker:
             raise ModelFailure(f"model {spec.key} returned {len(outputs)} rows for one input row")
         output = dict(outputs[0])
         output["model"] = {"name": spec.model_name, "version": spec.model_version}
+        seconds = time.perf_counter() - started
         if cache is not None and key is not None:  # only answers are stored: errors raised above
             await cache.store(tool, key, output)
+        if shadowed:
+            self._offer(route, live, tool, original, output, seconds)
         return InvokeResult(tool=tool, model_name=spec.model_name, model_version=spec.model_version,
                             role=spec.role, output=output, cached=None if key is None else False)
+
+    def _offer(self, route: Route, champion: LiveVersion, tool: str, arguments: Any, output: dict[str, Any],
+               seconds: float | None) -> None:
+        if self._shadow is not None and route.shadow is not None:
+            self._shadow.offer(MirroredCall(tool=tool, champion=champion, target=route.shadow,
+                                            arguments=arguments, champion_output=output,
+                                            champion_seconds=seconds))

@@ -9,7 +9,7 @@ from bridge.host_client import HostClient
 from bridge.toolspec import ToolSpec
 from bridge.validation import InputValidator
 
-__all__ = ["LiveVersion", "Route"]
+__all__ = ["LiveVersion", "Route", "ShadowTarget"]
 
 
 @dataclass(frozen=True)
@@ -24,13 +24,25 @@ class LiveVersion:
 
 
 @dataclass(frozen=True)
+class ShadowTarget:
+    """A version holding the shadow alias: offered `rate` of the champion's calls after they are answered,
+    never answering a caller; `blocked` says why it gets none (a restricted tool without the tag that
+    allows it)."""
+
+    live: LiveVersion
+    rate: float = 1.0
+    blocked: str | None = None
+
+
+@dataclass(frozen=True)
 class Route:
-    """One tool: its champion, and optionally a canary taking `canary_weight` of the calls."""
+    """One tool: its champion, optionally a canary taking `canary_weight` of the calls, and a shadow."""
 
     champion: LiveVersion
     canary: LiveVersion | None = None
     canary_weight: float = 0.0
     pinned: dict[str, LiveVersion] = field(default_factory=dict)
+    shadow: ShadowTarget | None = None
 
     def pick(self, rng: random.Random) -> LiveVersion:
         if self.canary is not None and rng.random() < self.canary_weight:

@@ -19,8 +19,9 @@ from typing import Any
 from bridge.errors import BridgeError
 from bridge.host_pool import HostPool
 from bridge.hosting.remote_pool import UnknownPool
-from bridge.live import LiveVersion, Route
+from bridge.live import LiveVersion, Route, ShadowTarget
 from bridge.schema import arguments_from_record, to_model_input
+from bridge.shadow.mirror import shadow_target
 from bridge.toolspec import ModelFacts, build_tool_spec
 from bridge.validation import compile_validator
 from registry_sync import ModelVersionRef, Snapshot
@@ -195,8 +196,11 @@ class Reconciler:
     def _routes_for(self, snapshot: Snapshot) -> dict[str, Route]:
         by_tool: dict[str, dict[str, LiveVersion]] = {}
         weights: dict[str, float] = {}
+        shadows: dict[str, ShadowTarget] = {}
         for key, ref in snapshot.refs.items():
-            if key in self._live:
+            if key in self._live and ref.role == "shadow":  # answers no caller: neither routed nor pinned
+                shadows[ref.tool_name] = shadow_target(self._live[key][1], ref)
+            elif key in self._live:
                 by_tool.setdefault(ref.tool_name, {})[ref.role] = self._live[key][1]
                 if ref.role == "canary":
                     weights[ref.tool_name] = ref.canary_weight
@@ -207,7 +211,7 @@ class Reconciler:
             canary = roles.get("canary") if "champion" in roles else None
             pinned = {live.spec.model_version: live for live in roles.values()}
             routes[tool] = Route(champion=champion, canary=canary, canary_weight=weights.get(tool, 0.0),
-                                 pinned=pinned)
+                                 pinned=pinned, shadow=shadows.get(tool))
         return routes
 
     def _schedule_unload(self, key: str) -> None:

@@ -20,6 +20,7 @@ from bridge.host_sandbox import HostLimits, plan_sandbox
 from bridge.invoker import Invoker
 from bridge.reconciler import Reconciler, VersionStatus
 from bridge.response_cache import ResponseCache, cache_allowed
+from bridge.shadow import ShadowMirror, ShadowSettings
 from bridge.toolspec import ToolSpec
 from registry_sync import Snapshot, SyncPlan
 
@@ -72,7 +73,8 @@ class BridgeSettings(BaseSettings):
 
 class Bridge:
     def __init__(self, settings: BridgeSettings, log_dir: Path, tracking_uri: str,
-                 cache: ResponseCache | None = None, state_dir: Path | None = None) -> None:
+                 cache: ResponseCache | None = None, state_dir: Path | None = None,
+                 shadow: ShadowSettings | None = None) -> None:
         """`state_dir` (default: the parent of `log_dir`) is what model hosts must never see."""
         self.settings = settings
         # Both, explicitly: an MLFLOW_REGISTRY_URI inherited from the caller's shell would send
@@ -94,13 +96,15 @@ class Bridge:
         self.snapshot = Snapshot()
         self.cache = cache
         self.restarting: set[str] = set()  # hosts the supervisor is bringing back
+        self.shadow = ShadowMirror(shadow or ShadowSettings(), lambda: self.reconciler.routes)
         self.invoker = Invoker(lambda: self.reconciler.routes, cache=cache, cacheable=self._cacheable,
-                               restarting=self.restarting.__contains__)
+                               restarting=self.restarting.__contains__, shadow=self.shadow)
         self.catalog_listeners: list[Callable[[], Awaitable[None]]] = []
         self._supervisor: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.hosts.start()
+        await self.shadow.start()
         self._announce_isolation()
         self._supervisor = asyncio.create_task(self._supervise())
 
@@ -163,6 +167,7 @@ class Bridge:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
+        await self.shadow.stop()  # before the hosts: its last windows are closed, not failed
         await self.hosts.stop()
         if self.cache is not None:
             await self.cache.close()

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from registry_sync.shadow import TAG_SHADOW_RATE
 from registry_sync.types import Exclusion, RegisteredModelInfo
 
 __all__ = ["ApprovalPolicy", "Candidate", "SyncSettings", "safe_tool_name", "select_candidates"]
@@ -32,6 +33,7 @@ class ApprovalPolicy(BaseModel):
 
     approval_aliases: tuple[str, ...] = ("champion",)
     canary_alias: str | None = "challenger"
+    shadow_alias: str | None = "shadow"
     required_tags: dict[str, str] = Field(default_factory=dict)
 
 
@@ -42,6 +44,7 @@ class SyncSettings(BaseSettings):
 
     approval_aliases: Annotated[list[str], NoDecode] = ["champion"]
     canary_alias: str | None = "challenger"
+    shadow_alias: str | None = "shadow"
     required_tags: dict[str, str] = {}
     poll_interval: float = Field(default=5.0, gt=0, description="seconds between two registry passes")
 
@@ -58,6 +61,7 @@ class SyncSettings(BaseSettings):
         return ApprovalPolicy(
             approval_aliases=tuple(self.approval_aliases),
             canary_alias=self.canary_alias or None,
+            shadow_alias=self.shadow_alias or None,
             required_tags=self.required_tags,
         )
 
@@ -69,9 +73,10 @@ class Candidate(BaseModel):
 
     model: RegisteredModelInfo
     version: str
-    role: str  # "champion" or "canary"
+    role: str  # "champion", "canary" or "shadow"
     tool_name: str
     canary_weight: float = 0.0
+    shadow_rate: float = 0.0
 
 
 def safe_tool_name(model_name: str) -> str:
@@ -91,6 +96,30 @@ def _canary_weight(model: RegisteredModelInfo) -> float | str:
     return weight
 
 
+def _shadow_rate(model: RegisteredModelInfo) -> float | str:
+    raw = model.tags.get(TAG_SHADOW_RATE, "1.0")
+    try:
+        rate = float(raw)
+    except ValueError:
+        rate = -1.0
+    if not 0.0 <= rate <= 1.0:  # NaN too
+        return (f"tag {TAG_SHADOW_RATE}={raw!r} is not a share between 0 and 1; set it to the share of the "
+                "champion's calls to mirror to the shadow version, e.g. 0.25 (default 1.0)")
+    return rate
+
+
+def _shadow(model: RegisteredModelInfo, policy: ApprovalPolicy, tool_name: str,
+            taken: set[str]) -> tuple[list[Candidate], list[str]]:
+    """The version holding the shadow alias, unless it already answers as champion or canary."""
+    version = model.aliases.get(policy.shadow_alias) if policy.shadow_alias else None
+    if version is None or version in taken:
+        return [], []
+    rate = _shadow_rate(model)
+    if isinstance(rate, str):
+        return [], [f"shadow version {version} is not mirrored: {rate}"]
+    return [Candidate(model=model, version=version, role="shadow", tool_name=tool_name, shadow_rate=rate)], []
+
+
 def _model_candidates(
     model: RegisteredModelInfo, policy: ApprovalPolicy
 ) -> tuple[list[Candidate], list[str]]:
@@ -107,14 +136,17 @@ def _model_candidates(
     if champion is None:
         return [], []
     found = [Candidate(model=model, version=champion, role="champion", tool_name=tool_name)]
+    problems: list[str] = []
     canary = model.aliases.get(policy.canary_alias) if policy.canary_alias else None
     if canary is not None and canary != champion:
         weight = _canary_weight(model)
         if isinstance(weight, str):
-            return found, [weight]
-        found.append(Candidate(model=model, version=canary, role="canary", tool_name=tool_name,
-                               canary_weight=weight))
-    return found, []
+            problems.append(weight)
+        else:
+            found.append(Candidate(model=model, version=canary, role="canary", tool_name=tool_name,
+                                   canary_weight=weight))
+    shadows, shadow_problems = _shadow(model, policy, tool_name, {champion, canary or champion})
+    return found + shadows, problems + shadow_problems
 
 
 def select_candidates(

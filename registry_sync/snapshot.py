@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from registry_sync.policy import Candidate
+from registry_sync.shadow import without_shadow_tags
 from registry_sync.types import Change, Exclusion, ModelVersionRef, Snapshot, SyncPlan, VersionDetails
 from registry_sync.usage import without_usage_tags
 
 __all__ = ["diff", "make_ref"]
 
 # Fields whose change alters the tool an agent sees or the version that answers.
-_COMPARED = ("uri", "tool_name", "role", "canary_weight", "model_tags", "version_tags", "model_description",
-             "version_description", "signature", "input_example", "aliases")
+_COMPARED = ("uri", "tool_name", "role", "canary_weight", "shadow_rate", "model_tags", "version_tags",
+             "model_description", "version_description", "signature", "input_example", "aliases")
 
 
 def make_ref(candidate: Candidate, details: VersionDetails) -> ModelVersionRef:
@@ -23,9 +24,10 @@ def make_ref(candidate: Candidate, details: VersionDetails) -> ModelVersionRef:
         tool_name=candidate.tool_name,
         role=candidate.role,
         canary_weight=candidate.canary_weight,
+        shadow_rate=candidate.shadow_rate,
         # Usage counts Toolbridge writes back are not the tool's metadata: with them a write would reload it.
         model_tags=without_usage_tags(model.tags),
-        version_tags=without_usage_tags(details.tags),
+        version_tags=without_shadow_tags(without_usage_tags(details.tags)),
         model_description=model.description,
         version_description=details.description,
         signature=details.signature,

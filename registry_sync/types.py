@@ -23,8 +23,9 @@ class ModelVersionRef(BaseModel):
     uri: str
     aliases: tuple[str, ...] = ()
     tool_name: str = ""
-    role: str = "champion"  # "champion" (approved) or "canary"
+    role: str = "champion"  # "champion" (approved), "canary", or "shadow" (mirrored, never answers)
     canary_weight: float = 0.0
+    shadow_rate: float = 0.0  # role "shadow": share of the champion's calls mirrored to it
     model_tags: dict[str, str] = Field(default_factory=dict)
     version_tags: dict[str, str] = Field(default_factory=dict)
     model_description: str = ""

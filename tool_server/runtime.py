@@ -9,6 +9,7 @@ import os
 
 from bridge.response_cache import MemoryBackend, RedisBackend, ResponseCache
 from bridge.runtime import Bridge, BridgeSettings
+from bridge.shadow import ShadowSettings
 from bridge.toolspec import ToolSpec
 from registry_sync import RegistryWatcher, SyncSettings
 from tool_server.access.audit import AuditLog
@@ -24,6 +25,7 @@ from tool_server.ops.call_stats import CallStats
 from tool_server.ops.metrics import Metrics
 from tool_server.ops.usage import UsageWriteback
 from tool_server.settings import CacheSettings, ObservabilitySettings, SecuritySettings, ServerSettings
+from tool_server.shadow.writeback import ShadowWriteback
 
 __all__ = ["Runtime"]
 
@@ -63,7 +65,8 @@ class Runtime:
     def __init__(self, server: ServerSettings, tracking_uri: str, sync: SyncSettings | None = None,
                  bridge: BridgeSettings | None = None, security: SecuritySettings | None = None,
                  cache: CacheSettings | None = None,
-                 observability: ObservabilitySettings | None = None) -> None:
+                 observability: ObservabilitySettings | None = None,
+                 shadow: ShadowSettings | None = None) -> None:
         from registry_sync.mlflow_source import MlflowRegistry  # imports mlflow: only when serving
 
         _fail_fast_mlflow_client()
@@ -72,8 +75,10 @@ class Runtime:
         self.sync_settings = sync or SyncSettings()
         self.cache_settings = cache or CacheSettings()
         self.metrics = Metrics(self)  # reads the runtime only when scraped; first, as the cache reports to it
+        shadow = shadow or ShadowSettings()
         self.bridge = Bridge(bridge or BridgeSettings(), server.state_dir / "logs", tracking_uri,
-                             cache=_response_cache(self.cache_settings, tracking_uri, self.metrics))
+                             cache=_response_cache(self.cache_settings, tracking_uri, self.metrics),
+                             shadow=shadow)
         self.watcher = RegistryWatcher(MlflowRegistry(tracking_uri), self.sync_settings.policy(),
                                        self.sync_settings.poll_interval, listener=self.bridge.on_snapshot)
         # The exported catalog: linted (quarantine), toolsets, search, cached per catalog version and key.
@@ -87,6 +92,10 @@ class Runtime:
         self.keys = KeyStore(self.engine)
         self.catalog_tokens = CatalogTokens(self.engine)
         self.audit = AuditLog(self.engine)
+        self.shadow = ShadowWriteback(MlflowRegistry(tracking_uri), self.engine, shadow.writeback_seconds,
+                                      shadow.examples, audit_inputs=self.security.audit_inputs)
+        self.bridge.shadow.window_listeners.append(self.shadow.add_window)
+        self.bridge.shadow.disagreement_listeners.append(self.shadow.add_disagreement)
         self.call_stats = CallStats()  # the last hour per tool, this process only (GET /stats/calls)
         self.usage = UsageWriteback(MlflowRegistry(tracking_uri),
                                     (observability or ObservabilitySettings()).usage_writeback_seconds)
@@ -99,6 +108,7 @@ class Runtime:
 
     async def start(self) -> None:
         await self.audit.start()
+        await self.shadow.start()
         await self.bridge.start()
         self._loop_task = asyncio.create_task(self.watcher.run_forever())
         self.usage.start()
@@ -111,6 +121,7 @@ class Runtime:
                 await self._loop_task
         await self.audit.stop()  # after the last request (uvicorn drains them first): every call is written
         await self.bridge.stop()
+        await self.shadow.stop()  # after the bridge: the mirror's last windows are written too
         self.engine.dispose()
 
     def request_sync(self) -> None:

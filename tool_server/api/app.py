@@ -16,6 +16,7 @@ from tool_server.api.routes import router
 from tool_server.api.webhooks import router as hooks_router
 from tool_server.exports.mcp_server import MCP_PATH, McpEndpoint
 from tool_server.runtime import Runtime
+from tool_server.shadow.routes import router as shadow_router
 from tool_server.ui.routes import router as ui_router
 
 __all__ = ["create_app"]
@@ -41,6 +42,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     document_error_bodies(app)
     app.include_router(router)
     app.include_router(hooks_router)
+    app.include_router(shadow_router)  # GET /shadow (tool_server/shadow)
     app.include_router(discovery_router)  # /toolsets (tool_server/discovery)
     app.include_router(ui_router)  # the web UI at /ui (tool_server/ui)
     # MCP: a 401 at the HTTP layer before the SDK sees anything; tools/list and tools/call then read the key's

@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 
 from bridge.runtime import Bridge
 from registry_sync import RegistryWatcher
+from tool_server.shadow.metrics import shadow_families
 
 __all__ = ["Metrics", "ObservedRuntime"]
 
@@ -58,6 +59,7 @@ class _RuntimeCollector(Collector):
             alive.add_metric([name], 1.0 if process.alive else 0.0)
         yield restarts
         yield alive
+        yield from shadow_families(self.runtime.bridge.shadow)
 
 
 class Metrics:
