@@ -3,7 +3,8 @@
     from toolbridge_client import ToolbridgeClient
 
     with ToolbridgeClient("http://127.0.0.1:8000") as client:
-        tools = client.list_tools()
+        tools = client.list_tools()                   # or list_tools(toolset="finance")
+        found = client.search_tools("loan default risk")  # the best matches first
         result = client.invoke("fin_sentiment", {"headline": "Acme beats estimates"})
 
 One client holds one httpx connection pool: keep it for many calls and close it (or use ``with``).
@@ -166,6 +167,20 @@ def _object(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
+def _params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Query parameters without the unset ones."""
+    kept = {k: v for k, v in (params or {}).items() if v is not None}
+    return kept or None
+
+
+def _list(response: httpx.Response) -> list[dict[str, Any]]:
+    body = _json(response)
+    if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+        raise ToolCallError(response.status_code, "invalid_response",
+                            "the answer is not a JSON list of objects")
+    return body
+
+
 def _catalog(response: httpx.Response) -> list[ToolInfo]:
     """``GET /tools`` (a list) or ``GET /tools/{name}`` (an object) as ToolInfo; other shapes are errors."""
     body = _json(response)
@@ -190,14 +205,25 @@ class ToolbridgeClient:
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=_headers(api_key), timeout=timeout,
                                   transport=transport)
 
-    def _send(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> httpx.Response:
+    def _send(self, method: str, path: str, body: Mapping[str, Any] | None = None,
+              params: Mapping[str, Any] | None = None) -> httpx.Response:
         try:
-            return self._http.request(method, path, json=body)
+            return self._http.request(method, path, json=body, params=_params(params))
         except httpx.TransportError as exc:
             raise _connection_error(exc, self._http.base_url) from exc
 
-    def list_tools(self) -> list[ToolInfo]:
-        return _catalog(self._send("GET", "/tools"))
+    def list_tools(self, toolset: str | None = None) -> list[ToolInfo]:
+        """The tools this key may call (only those of `toolset`, if given)."""
+        return _catalog(self._send("GET", "/tools", params={"toolset": toolset}))
+
+    def search_tools(self, query: str, limit: int | None = None,
+                     toolset: str | None = None) -> list[ToolInfo]:
+        """The tools that best match `query` (``GET /tools?q=``), best first."""
+        return _catalog(self._send("GET", "/tools", params={"q": query, "limit": limit, "toolset": toolset}))
+
+    def toolsets(self) -> list[dict[str, Any]]:
+        """``GET /toolsets``: name, description, tool count and export URLs of each toolset this key sees."""
+        return _list(self._send("GET", "/toolsets"))
 
     def get_tool(self, name: str) -> ToolInfo:
         return _catalog(self._send("GET", _tool_path(name)))[0]
@@ -231,14 +257,23 @@ class AsyncToolbridgeClient:
         self._http = httpx.AsyncClient(base_url=url.rstrip("/"), headers=_headers(api_key), timeout=timeout,
                                        transport=transport)
 
-    async def _send(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> httpx.Response:
+    async def _send(self, method: str, path: str, body: Mapping[str, Any] | None = None,
+                    params: Mapping[str, Any] | None = None) -> httpx.Response:
         try:
-            return await self._http.request(method, path, json=body)
+            return await self._http.request(method, path, json=body, params=_params(params))
         except httpx.TransportError as exc:
             raise _connection_error(exc, self._http.base_url) from exc
 
-    async def list_tools(self) -> list[ToolInfo]:
-        return _catalog(await self._send("GET", "/tools"))
+    async def list_tools(self, toolset: str | None = None) -> list[ToolInfo]:
+        return _catalog(await self._send("GET", "/tools", params={"toolset": toolset}))
+
+    async def search_tools(self, query: str, limit: int | None = None,
+                           toolset: str | None = None) -> list[ToolInfo]:
+        return _catalog(await self._send("GET", "/tools",
+                                         params={"q": query, "limit": limit, "toolset": toolset}))
+
+    async def toolsets(self) -> list[dict[str, Any]]:
+        return _list(await self._send("GET", "/toolsets"))
 
     async def get_tool(self, name: str) -> ToolInfo:
         return _catalog(await self._send("GET", _tool_path(name)))[0]

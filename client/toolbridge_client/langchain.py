@@ -6,6 +6,10 @@
     tools = toolkit.get_tools()                   # list[BaseTool], one per catalog tool
     llm_with_tools = chat_model.bind_tools(tools)
 
+    ToolbridgeToolkit(url, api_key, toolset="finance")   # only the tools of one toolset
+    ToolbridgeToolkit(url, api_key, mode="search")       # two tools, whatever the catalog holds: find_tools
+                                                         # (GET /tools?q=) and call_tool (POST invoke)
+
 Each tool's ``args_schema`` is a pydantic model built from the tool's input JSON Schema
 (`toolbridge_client.pydantic_models`), so LangChain rejects bad arguments with a pydantic ``ValidationError``
 before any HTTP call. The LLM is shown the server's own JSON Schema (``tool_call_schema``), the one shape
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,7 +41,10 @@ from toolbridge_client import (
 )
 from toolbridge_client.pydantic_models import model_from_schema, to_arguments
 
-__all__ = ["ToolbridgeTool", "ToolbridgeToolkit", "tool_error_text"]
+__all__ = ["CallToolArgs", "CallToolTool", "FindToolsArgs", "FindToolsTool", "ToolbridgeTool",
+           "ToolbridgeToolkit", "tool_error_text"]
+
+SEARCH_LIMIT = 5
 
 
 class _Clients:
@@ -112,18 +119,106 @@ class ToolbridgeTool(BaseTool):
             raise ToolException(tool_error_text(self.name, exc)) from exc
 
 
+class FindToolsArgs(BaseModel):
+    query: str = Field(min_length=1, max_length=500, description="what the tool should do, in plain words")
+    limit: int | None = Field(default=None, ge=1, le=20,
+                              description=f"how many tools to return, 1 to 20 (default {SEARCH_LIMIT})")
+
+
+class CallToolArgs(BaseModel):
+    name: str = Field(min_length=1, max_length=64, description="the tool's name, as find_tools gave it")
+    arguments: dict[str, Any] = Field(default_factory=dict,
+                                      description="the tool's arguments, matching its input_schema")
+
+
+class FindToolsTool(BaseTool):
+    """Search mode: the catalog tools that fit a task, with their input schemas (``GET /tools?q=``)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    name: str = "find_tools"
+    description: str = (
+        "Search the catalog of machine-learning model tools for the ones that fit a task. Describe what you "
+        "need in plain words (e.g. 'probability a telecom customer churns'). Returns the best matching "
+        "tools, each with its name, description and input_schema; then call one with call_tool.")
+    args_schema: type[BaseModel] = FindToolsArgs
+    clients: _Clients = Field(exclude=True, repr=False)
+    toolset: str | None = None
+    handle_tool_error: bool = True
+
+    @staticmethod
+    def _answer(query: str, found: list[ToolInfo]) -> dict[str, Any]:
+        if not found:
+            return {"tools": [], "hint": f"No tool matches {query!r}. Try other words, or fewer of them."}
+        return {"tools": [{"name": t.name, "description": t.description, "input_schema": t.input_schema}
+                          for t in found],
+                "hint": "Call the best fitting tool with call_tool(name, arguments)."}
+
+    def _run(self, query: str, limit: int | None = None) -> dict[str, Any]:
+        try:
+            found = self.clients.sync.search_tools(query, limit or SEARCH_LIMIT, self.toolset)
+        except ToolbridgeError as exc:
+            raise ToolException(tool_error_text(self.name, exc)) from exc
+        return self._answer(query, found)
+
+    async def _arun(self, query: str, limit: int | None = None) -> dict[str, Any]:
+        try:
+            found = await self.clients.async_.search_tools(query, limit or SEARCH_LIMIT, self.toolset)
+        except ToolbridgeError as exc:
+            raise ToolException(tool_error_text(self.name, exc)) from exc
+        return self._answer(query, found)
+
+
+class CallToolTool(BaseTool):
+    """Search mode: call a tool found with find_tools, by name (``POST /tools/{name}/invoke``)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    name: str = "call_tool"
+    description: str = (
+        "Call a tool found with find_tools: `name` is the tool's name, `arguments` an object matching its "
+        "input_schema. Returns the model's answer, or an error that says which argument to fix.")
+    args_schema: type[BaseModel] = CallToolArgs
+    clients: _Clients = Field(exclude=True, repr=False)
+    handle_tool_error: bool = True
+
+    def _run(self, name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            return self.clients.sync.invoke(name, arguments or {})
+        except ToolbridgeError as exc:
+            raise ToolException(tool_error_text(name, exc)) from exc
+
+    async def _arun(self, name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            return await self.clients.async_.invoke(name, arguments or {})
+        except ToolbridgeError as exc:
+            raise ToolException(tool_error_text(name, exc)) from exc
+
+
 class ToolbridgeToolkit:
     """The Toolbridge catalog as LangChain tools.
 
-    `names` keeps only those tools. `validate_locally=False` gives the tools the JSON Schema dict as
-    ``args_schema``: LangChain then passes arguments through unchecked and the server's 422 does the talking.
+    `names` keeps only those tools; `toolset` only the tools of that toolset (model tag toolbridge.toolsets).
+    `mode="search"` gives two tools instead, `find_tools` and `call_tool`, so an agent carries two schemas
+    whatever the registry holds (with `toolset`, find_tools searches only that toolset).
+    `validate_locally=False` gives the tools the JSON Schema dict as ``args_schema``: LangChain then passes
+    arguments through unchecked and the server's 422 does the talking.
     """
 
     def __init__(self, url: str, api_key: str | None = None, *, timeout: float = DEFAULT_TIMEOUT,
-                 names: Iterable[str] | None = None, validate_locally: bool = True) -> None:
+                 names: Iterable[str] | None = None, validate_locally: bool = True,
+                 toolset: str | None = None, mode: Literal["tools", "search"] = "tools") -> None:
+        if mode not in ("tools", "search"):
+            raise ValueError(f"mode must be 'tools' (one tool per catalog entry) or 'search' (find_tools and "
+                             f"call_tool), got {mode!r}")
         self._clients = _Clients(url.rstrip("/"), api_key, timeout)
         self._names = set(names) if names is not None else None
         self._validate_locally = validate_locally
+        self._toolset, self._mode = toolset, mode
+
+    def _search_tools(self) -> list[BaseTool]:
+        return [FindToolsTool(clients=self._clients, toolset=self._toolset),
+                CallToolTool(clients=self._clients)]
 
     def _tool(self, info: ToolInfo) -> ToolbridgeTool:
         args_schema: type[BaseModel] | dict[str, Any] = (
@@ -140,11 +235,16 @@ class ToolbridgeToolkit:
         return [self._tool(t) for t in catalog if self._names is None or t.name in self._names]
 
     def get_tools(self) -> list[BaseTool]:
-        """One tool per catalog entry, read now (``GET /tools``); call again to pick up catalog changes."""
-        return self.tools_for(self._clients.sync.list_tools())
+        """One tool per catalog entry, read now (``GET /tools``); call again to pick up catalog changes.
+        In search mode: find_tools and call_tool."""
+        if self._mode == "search":
+            return self._search_tools()
+        return self.tools_for(self._clients.sync.list_tools(self._toolset))
 
     async def aget_tools(self) -> list[BaseTool]:
-        return self.tools_for(await self._clients.async_.list_tools())
+        if self._mode == "search":
+            return self._search_tools()
+        return self.tools_for(await self._clients.async_.list_tools(self._toolset))
 
     def close(self) -> None:
         self._clients.sync.close()
