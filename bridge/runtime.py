@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bridge.errors import BridgeError
 from bridge.host_pool import HostPool
 from bridge.host_sandbox import HostLimits, plan_sandbox
+from bridge.hosting.remote_pool import HostPools
 from bridge.invoker import Invoker
 from bridge.reconciler import Reconciler, VersionStatus
 from bridge.response_cache import ResponseCache, cache_allowed
@@ -66,6 +67,8 @@ class BridgeSettings(BaseSettings):
                                          "hosts run as their own user; 0 = off")
     max_output_bytes: int = Field(default=10 * 2**20, ge=1024, description="largest answer accepted from a "
                                   "model host; a larger one fails the call with a clear error")
+    host_pools: HostPools = Field(default_factory=dict, description="remote model-host pools, a JSON object "
+                                  "of pool name → URL(s); versions choose one with the tag toolbridge.pool")
     max_parallel_loads: int = Field(default=8, ge=1, le=256, description="model versions loaded and "
                                     "smoke-tested at once in a registry pass (a cold start loads every "
                                     "approved version)")
@@ -90,7 +93,8 @@ class Bridge:
                                       settings.host_sandbox)
         self.hosts = HostPool(log_dir, env, settings.shared_hosts, settings.call_timeout,
                               settings.host_start_timeout, settings.spare_hosts, isolation=isolation,
-                              dedicated_limits=limits, max_output_bytes=settings.max_output_bytes)
+                              dedicated_limits=limits, max_output_bytes=settings.max_output_bytes,
+                              remote_pools=settings.host_pools)
         self.reconciler = Reconciler(self.hosts, unload_after=max(settings.drain_grace, settings.keep_warm),
                                      max_parallel_loads=settings.max_parallel_loads)
         self.snapshot = Snapshot()
@@ -160,6 +164,7 @@ class Bridge:
             except BridgeError as exc:
                 row["error"] = str(exc)
             rows.append(row)
+        rows.extend(await self.hosts.remote_status())  # never started here: /readyz says how they are
         return rows
 
     async def stop(self) -> None:
