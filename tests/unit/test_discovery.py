@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -119,7 +119,7 @@ def test_search_ranks_by_name_description_fields_and_labels_and_words_are_stemme
     assert tokens("creditRisk_scores") == ["credit", "risk", "score"]
 
 
-def discovery(specs: list[ToolSpec], policy: str = "warn", sink: Any = None,
+def discovery(specs: list[ToolSpec], policy: Literal["warn", "quarantine"] = "warn", sink: Any = None,
               refs: dict[str, ModelVersionRef] | None = None) -> tuple[Discovery, list[object]]:
     version: list[object] = [object()]
     found = Discovery(DiscoverySettings(catalog_policy=policy), lambda: list(specs), lambda: version[0],
