@@ -1,4 +1,9 @@
-"""Composition root: wires registry_sync and bridge together for one tool server process."""
+"""Composition root: wires registry_sync and bridge together for one tool server process.
+
+A single process (and the controller of several workers) runs the registry watcher and the bridge's hosts;
+a worker (`control` given) runs neither and follows the routing table its controller publishes
+(tool_server.workers).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
+from typing import Any
 
 from bridge.response_cache import MemoryBackend, RedisBackend, ResponseCache
 from bridge.runtime import Bridge, BridgeSettings
@@ -18,6 +25,7 @@ from tool_server.access.db import make_engine
 from tool_server.access.keys import KeyStore
 from tool_server.access.limits import RateLimiter
 from tool_server.api.errors import error_code
+from tool_server.api.wire import VersionStatusPublic
 from tool_server.calls import CallObserver, Gateway
 from tool_server.discovery.catalog import Discovery
 from tool_server.discovery.settings import DiscoverySettings
@@ -26,6 +34,7 @@ from tool_server.ops.metrics import Metrics
 from tool_server.ops.usage import UsageWriteback
 from tool_server.settings import CacheSettings, ObservabilitySettings, SecuritySettings, ServerSettings
 from tool_server.shadow.writeback import ShadowWriteback
+from tool_server.workers.follower import ControlClient, RouteFollower
 
 __all__ = ["Runtime"]
 
@@ -66,7 +75,8 @@ class Runtime:
                  bridge: BridgeSettings | None = None, security: SecuritySettings | None = None,
                  cache: CacheSettings | None = None,
                  observability: ObservabilitySettings | None = None,
-                 shadow: ShadowSettings | None = None) -> None:
+                 shadow: ShadowSettings | None = None, control: ControlClient | None = None) -> None:
+        """`control`: this process is a worker following the controller behind it (no hosts, no watcher)."""
         from registry_sync.mlflow_source import MlflowRegistry  # imports mlflow: only when serving
 
         _fail_fast_mlflow_client()
@@ -74,13 +84,17 @@ class Runtime:
         self.tracking_uri = tracking_uri
         self.sync_settings = sync or SyncSettings()
         self.cache_settings = cache or CacheSettings()
-        self.metrics = Metrics(self)  # reads the runtime only when scraped; first, as the cache reports to it
+        # Reads the runtime only when scraped; first, as the cache reports to it. A worker's counts are
+        # summed with its siblings' (multiprocess files); the sync and host series come from the controller.
+        self.metrics = Metrics(self, multiprocess=control is not None)
         shadow = shadow or ShadowSettings()
         self.bridge = Bridge(bridge or BridgeSettings(), server.state_dir / "logs", tracking_uri,
                              cache=_response_cache(self.cache_settings, tracking_uri, self.metrics),
                              shadow=shadow)
-        self.watcher = RegistryWatcher(MlflowRegistry(tracking_uri), self.sync_settings.policy(),
-                                       self.sync_settings.poll_interval, listener=self.bridge.on_snapshot)
+        self.follower = RouteFollower(control, self.bridge) if control is not None else None
+        self.watcher = None if control is not None else RegistryWatcher(
+            MlflowRegistry(tracking_uri), self.sync_settings.policy(), self.sync_settings.poll_interval,
+            listener=self.bridge.on_snapshot)
         # The exported catalog: linted (quarantine), toolsets, search, cached per catalog version and key.
         self.discovery = Discovery(DiscoverySettings(), self.bridge.catalog,
                                    lambda: self.bridge.reconciler.routes,
@@ -109,8 +123,12 @@ class Runtime:
     async def start(self) -> None:
         await self.audit.start()
         await self.shadow.start()
-        await self.bridge.start()
-        self._loop_task = asyncio.create_task(self.watcher.run_forever())
+        if self.follower is not None:
+            await self.follower.start()
+        else:
+            assert self.watcher is not None
+            await self.bridge.start()
+            self._loop_task = asyncio.create_task(self.watcher.run_forever())
         self.usage.start()
 
     async def stop(self) -> None:
@@ -120,13 +138,41 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
         await self.audit.stop()  # after the last request (uvicorn drains them first): every call is written
-        await self.bridge.stop()
+        if self.follower is not None:
+            await self.follower.stop()
+        await self.bridge.stop()  # in a worker: nothing was started, the response cache is closed
         await self.shadow.stop()  # after the bridge: the mirror's last windows are written too
         self.engine.dispose()
 
     def request_sync(self) -> None:
         """A registry pass as soon as possible (a verified webhook): the one seam for workers and replicas."""
-        self.watcher.trigger()
+        if self.follower is not None:
+            self.follower.request_sync()  # the controller's watcher runs it; every worker follows
+        else:
+            assert self.watcher is not None
+            self.watcher.trigger()
+
+    async def status(self) -> dict[str, Any]:
+        """GET /status: the registry sync, each approved version, the hosts; a worker asks its controller."""
+        if self.follower is not None:
+            status = await self.follower.control.status()
+            status["answered_by"] = {"pid": os.getpid(), "table": self.follower.generation}
+            return status
+        assert self.watcher is not None
+        sync = self.watcher.status
+        age = time.time() - sync.last_success_at if sync.last_success_at else None
+        return {
+            "sync": {**sync.model_dump(), "last_success_age_seconds": age, "mlflow_uri": self.tracking_uri},
+            "versions": [VersionStatusPublic(**row.__dict__).model_dump() for row in self.bridge.status()],
+            "excluded": [e.model_dump() for e in self.watcher.snapshot.excluded],
+            "hosts": await self.bridge.host_status(),
+        }
+
+    async def metrics_text(self) -> bytes:
+        """GET /metrics: a worker adds the controller's sync and host series to the calls of every worker."""
+        if self.follower is None:
+            return self.metrics.render()
+        return self.metrics.render() + await self.follower.control.metrics()
 
     def tools(self) -> list[ToolSpec]:
         return self.discovery.tools()  # quarantined tools left out of every export and call

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
@@ -19,7 +20,13 @@ from tool_server.runtime import Runtime
 from tool_server.shadow.routes import router as shadow_router
 from tool_server.ui.routes import router as ui_router
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "server_options"]
+
+
+def server_options() -> dict[str, Any]:
+    """uvicorn's options for every tool-server process, single or worker."""
+    # log_config=None, log_level=None: uvicorn's lines go through our handler, at our level.
+    return {"log_config": None, "log_level": None}
 
 
 def create_app(runtime: Runtime) -> FastAPI:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from pathlib import Path
@@ -54,6 +55,9 @@ def up(
                                                    "[default: ./.toolbridge]")] = None,
     mlflow_uri: Annotated[str | None, typer.Option(help="use this MLflow tracking server instead of the "
                                                    "embedded one [env: TOOLBRIDGE_MLFLOW_URI]")] = None,
+    workers: Annotated[int | None, typer.Option(help="tool-server processes answering on the port; the "
+                                                "registry sync and model hosts stay single "
+                                                "[env: TOOLBRIDGE_WORKERS; default: 1]")] = None,
 ) -> None:
     """Start MLflow (embedded unless --mlflow-uri), the registry sync, the model host and the tool server."""
     import uvicorn
@@ -61,14 +65,15 @@ def up(
 
     from bridge.runtime import BridgeSettings
     from registry_sync import SyncSettings
-    from tool_server.api.app import create_app
+    from tool_server.api.app import create_app, server_options
     from tool_server.ops.embedded_mlflow import EmbeddedMlflow, MlflowStartError
     from tool_server.ops.logs import configure_logging
     from tool_server.runtime import Runtime
     from tool_server.settings import CacheSettings, ObservabilitySettings, SecuritySettings, ServerSettings
 
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "state_dir": state_dir,
-                                                   "mlflow_uri": mlflow_uri}.items() if v is not None}
+                                                   "mlflow_uri": mlflow_uri, "workers": workers}.items()
+                                 if v is not None}
     try:  # every setting checked before anything starts: a bad one is a message, not a traceback
         observability = ObservabilitySettings()
         configure_logging(observability, console)  # first: all that follows logs in that format
@@ -97,6 +102,12 @@ def up(
         runtime = Runtime(settings, tracking_uri, sync=sync, bridge=bridge, security=security, cache=cache,
                           observability=observability)
         announce_admin_key(runtime.keys, settings.admin_key_path)
+        listener = None
+        if settings.workers > 1:  # bound once, here: every worker accepts on it (tool_server/workers)
+            from tool_server.workers.supervisor import bind_listener
+
+            listener = bind_listener(settings.host, settings.port)
+            settings = settings.model_copy(update={"port": listener.getsockname()[1]})
         # Before the demo's events: once an event fired, MLflow caches "no webhook for it" for a minute.
         _auto_register_webhook(settings, tracking_uri, embedded=embedded is not None)
         if demo:
@@ -107,11 +118,20 @@ def up(
             console.print(f"Registered and promoted to champion: {', '.join(names)}")
         console.print(f"Tool server: [bold]{settings.base_url}[/bold] — tools at {settings.base_url}/tools, "
                       f"OpenAPI for Dify at {settings.base_url}/openapi.json. Ctrl-C stops everything.")
-        # log_config=None, log_level=None: uvicorn's lines go through our handler, at our level.
-        uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_config=None,
-                    log_level=None)
+        if listener is None:
+            uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, **server_options())
+        else:
+            from tool_server.workers.supervisor import serve_workers
+
+            serve_workers(runtime, settings, tracking_uri, listener)
     except MlflowStartError as exc:
         console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        console.print(f"[red]cannot listen on {settings.host}:{settings.port}: {exc.strerror}[/red] (another "
+                      "server holds it: stop it, or choose another --port)")
         raise typer.Exit(1) from exc
     finally:
         if embedded is not None:
@@ -219,3 +239,9 @@ def status(url: UrlOption = DEFAULT_URL) -> None:
         hosts.add_row(host["name"], host["role"], "yes" if host["alive"] else "no", str(host["restarts"]),
                       host.get("isolation") or "", loaded or host.get("error", ""))
     console.print(hosts)
+    if body.get("workers"):
+        workers = Table("worker", "pid", "alive", "restarts", "routing table")
+        for worker in body["workers"]:
+            workers.add_row(str(worker["index"]), str(worker["pid"]), "yes" if worker["alive"] else "no",
+                            str(worker["restarts"]), f"{worker['table']} of {body['table']}")
+        console.print(workers)

@@ -1,13 +1,19 @@
 """Prometheus metrics: tool calls per tool, version, channel and outcome; response cache hits and misses per
-tool; sync and host health at scrape time."""
+tool; sync and host health at scrape time.
+
+With several workers (`toolbridge up --workers N`), each worker counts its calls in Prometheus' multiprocess
+files (PROMETHEUS_MULTIPROC_DIR, set by the controller before the worker imports prometheus_client) and a
+scrape of any worker sums them all; the sync and host series come from the controller (`render_state`).
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -15,15 +21,16 @@ from bridge.runtime import Bridge
 from registry_sync import RegistryWatcher
 from tool_server.shadow.metrics import shadow_families
 
-__all__ = ["Metrics", "ObservedRuntime"]
+__all__ = ["MULTIPROC_DIR", "Metrics", "ObservedRuntime"]
 
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class ObservedRuntime(Protocol):
     """What a scrape reads: the composition root satisfies it (no import of it here, so no cycle)."""
 
-    watcher: RegistryWatcher
+    watcher: RegistryWatcher | None  # None in a worker: its controller runs the watcher
     bridge: Bridge
 
     def tools(self) -> Sequence[object]: ...
@@ -36,6 +43,8 @@ class _RuntimeCollector(Collector):
         self.runtime = runtime
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        if self.runtime.watcher is None:
+            return
         sync = self.runtime.watcher.status
         yield GaugeMetricFamily("toolbridge_live_tools", "Tools currently callable",
                                 value=len(self.runtime.tools()))
@@ -63,9 +72,15 @@ class _RuntimeCollector(Collector):
 
 
 class Metrics:
-    """One registry per app (not the process-global one), so several apps in one process never collide."""
+    """One registry per app (not the process-global one), so several apps in one process never collide.
 
-    def __init__(self, runtime: ObservedRuntime) -> None:
+    `multiprocess`: this process is one of several workers; `render` sums the calls of all of them."""
+
+    def __init__(self, runtime: ObservedRuntime, multiprocess: bool = False) -> None:
+        self.multiprocess = multiprocess
+        if multiprocess and not os.environ.get(MULTIPROC_DIR):
+            raise RuntimeError(f"a worker's metrics need {MULTIPROC_DIR} set before prometheus_client is "
+                               "imported (the controller sets it for its workers)")
         self.registry = CollectorRegistry()
         self.calls = Counter("toolbridge_tool_calls", "Tool invocations",
                              ["tool", "version", "channel", "outcome"], registry=self.registry)
@@ -78,7 +93,10 @@ class Metrics:
                                     ["tool"], registry=self.registry)
         self.cache_errors = Counter("toolbridge_cache_errors", "Response cache faults (the model answered)",
                                     registry=self.registry)
-        self.registry.register(_RuntimeCollector(runtime))
+        self.state = CollectorRegistry()  # the sync and host series alone: what a controller gives workers
+        self.state.register(_RuntimeCollector(runtime))
+        if not multiprocess:
+            self.registry.register(_RuntimeCollector(runtime))
 
     def record_call(self, tool: str, version: str, channel: str, outcome: str, seconds: float) -> None:
         self.calls.labels(tool, version, channel, outcome).inc()
@@ -94,4 +112,11 @@ class Metrics:
             self.cache_errors.inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        summed = CollectorRegistry()  # fresh each scrape: the files of workers started since are read too
+        multiprocess.MultiProcessCollector(summed)  # type: ignore[no-untyped-call]
+        return generate_latest(summed)
+
+    def render_state(self) -> bytes:
+        return generate_latest(self.state)
