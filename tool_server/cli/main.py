@@ -239,6 +239,13 @@ def status(url: UrlOption = DEFAULT_URL) -> None:
         hosts.add_row(host["name"], host["role"], "yes" if host["alive"] else "no", str(host["restarts"]),
                       host.get("isolation") or "", loaded or host.get("error", ""))
     console.print(hosts)
+    if body.get("lint"):  # the catalog lint's findings (docs/discovery.md)
+        lint = Table("tool", "version", "severity", "finding", "quarantined")
+        for row in body["lint"]:
+            for finding in row["findings"]:
+                lint.add_row(row["tool"], row["version"], finding["severity"], finding["message"],
+                             "yes" if row["quarantined"] else "")
+        console.print(lint)
     if body.get("workers"):
         workers = Table("worker", "pid", "alive", "restarts", "routing table")
         for worker in body["workers"]:
