@@ -6,6 +6,10 @@ keyed with the webhook's secret. The body is `{"entity", "action", "timestamp", 
 
 Pure: no mlflow, no HTTP framework. A webhook only tells the watcher to look sooner; the registry stays the
 source of truth, so an event is never applied from its payload.
+
+Replays are refused by delivery id. Several replicas behind a load balancer share the ids through a
+`ReplayStore` (the tool server's Redis one); without one, or while it cannot answer, each process keeps its
+own (bounded) memory of ids.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from registry_sync.errors import WebhookRejected
 
 __all__ = [
     "DELIVERY_ID_HEADER",
+    "ReplayStore",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "WebhookEvent",
@@ -55,6 +60,15 @@ class WebhookEvent:
         return f"{self.entity}.{self.action}"
 
 
+class ReplayStore(Protocol):
+    """Delivery ids shared by every replica."""
+
+    def first_time(self, delivery_id: str, keep_seconds: int) -> bool | None:
+        """Record the id for `keep_seconds`: True if it was new, False if seen before; None when the store
+        cannot answer now (the verifier then uses its own memory)."""
+        ...
+
+
 def sign(secret: str, delivery_id: str, timestamp: str, body: bytes) -> str:
     """The `X-MLflow-Signature` value MLflow sends for this delivery (also what tests sign with)."""
     signed = f"{delivery_id}.{timestamp}.".encode() + body
@@ -70,7 +84,7 @@ class WebhookVerifier:
     """
 
     def __init__(self, secret: str, max_age_seconds: int = 300, replay_cache_size: int = 10_000,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, shared_replays: ReplayStore | None = None) -> None:
         if not secret:
             raise ValueError("a webhook secret is required; an empty one would accept any forged delivery")
         if max_age_seconds <= 0 or replay_cache_size <= 0:
@@ -79,6 +93,7 @@ class WebhookVerifier:
         self.max_age_seconds = max_age_seconds
         self.replay_cache_size = replay_cache_size
         self._clock = clock
+        self._shared_replays = shared_replays
         self._seen: OrderedDict[str, int] = OrderedDict()  # delivery id -> its timestamp, oldest first
         self._lock = threading.Lock()  # verify() may be called from worker threads
 
@@ -122,6 +137,14 @@ class WebhookVerifier:
                               "Toolbridge's (TOOLBRIDGE_WEBHOOK_SECRET or the state dir's webhook_secret)")
 
     def _remember(self, delivery_id: str, sent_at: int, now: float) -> None:
+        if self._shared_replays is not None:
+            # Kept until its timestamp leaves the window: a replay after that is refused as stale.
+            keep = max(1, int(sent_at + self.max_age_seconds - now) + 1)
+            first = self._shared_replays.first_time(delivery_id, keep)
+            if first is False:
+                raise WebhookRejected(f"delivery {delivery_id} was already accepted; replays are refused")
+            if first:
+                return
         with self._lock:
             if delivery_id in self._seen:
                 raise WebhookRejected(f"delivery {delivery_id} was already accepted; replays are refused")

@@ -22,8 +22,7 @@ from registry_sync import RegistryWatcher, SyncSettings
 from tool_server.access.audit import AuditLog
 from tool_server.access.catalog_tokens import CatalogTokens
 from tool_server.access.db import make_engine
-from tool_server.access.keys import KeyStore
-from tool_server.access.limits import RateLimiter
+from tool_server.access.key_cache import CachedKeyStore
 from tool_server.api.errors import error_code
 from tool_server.api.wire import VersionStatusPublic
 from tool_server.calls import CallObserver, Gateway
@@ -31,8 +30,15 @@ from tool_server.discovery.catalog import Discovery
 from tool_server.discovery.settings import DiscoverySettings
 from tool_server.ops.call_stats import CallStats
 from tool_server.ops.metrics import Metrics
+from tool_server.ops.shared_state import SharedState
 from tool_server.ops.usage import UsageWriteback
-from tool_server.settings import CacheSettings, ObservabilitySettings, SecuritySettings, ServerSettings
+from tool_server.settings import (
+    CacheSettings,
+    ObservabilitySettings,
+    SecuritySettings,
+    ServerSettings,
+    SharedStateSettings,
+)
 from tool_server.shadow.writeback import ShadowWriteback
 from tool_server.workers.follower import ControlClient, RouteFollower
 
@@ -102,8 +108,13 @@ class Runtime:
                                    lint_sink=MlflowRegistry(tracking_uri))
         self.bridge.catalog_listeners.append(self.discovery.write_lint_tags)
         self.security = security or SecuritySettings()
-        self.engine = make_engine(self.security.url(server.state_dir))
-        self.keys = KeyStore(self.engine)
+        self.engine = make_engine(self.security.url(server.state_dir), self.security.database_pool_size)
+        self.keys = CachedKeyStore(self.engine, self.security.key_refresh_seconds,
+                                   on_degraded=self.metrics.set_degraded)
+        # Redis (TOOLBRIDGE_REDIS_URL) shared by replicas: limits, replay ids, webhook fan-out, usage lock.
+        self.shared = SharedState(SharedStateSettings(),
+                                  self.watcher.trigger if self.watcher is not None else lambda: None,
+                                  on_degraded=self.metrics.set_degraded)
         self.catalog_tokens = CatalogTokens(self.engine)
         self.audit = AuditLog(self.engine)
         self.shadow = ShadowWriteback(MlflowRegistry(tracking_uri), self.engine, shadow.writeback_seconds,
@@ -112,15 +123,18 @@ class Runtime:
         self.bridge.shadow.disagreement_listeners.append(self.shadow.add_disagreement)
         self.call_stats = CallStats()  # the last hour per tool, this process only (GET /stats/calls)
         self.usage = UsageWriteback(MlflowRegistry(tracking_uri),
-                                    (observability or ObservabilitySettings()).usage_writeback_seconds)
+                                    (observability or ObservabilitySettings()).usage_writeback_seconds,
+                                    lock=self.shared.usage_lock)
         self.calls = Gateway(self.tools, self.tool, self.bridge.invoker, self.keys, self.audit,
-                             RateLimiter(self.security.rate_limit_per_minute), error_code,
+                             self.shared.limiter(self.security.rate_limit_per_minute), error_code,
                              audit_inputs=self.security.audit_inputs,
                              on_call=_both(self.metrics.record_call, self.call_stats.record),
                              on_usage=self.usage.record)
         self._loop_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        await self.keys.start()
+        await self.shared.start(listen=self.watcher is not None)  # the process with the watcher hears fan-out
         await self.audit.start()
         await self.shadow.start()
         if self.follower is not None:
@@ -142,10 +156,13 @@ class Runtime:
             await self.follower.stop()
         await self.bridge.stop()  # in a worker: nothing was started, the response cache is closed
         await self.shadow.stop()  # after the bridge: the mirror's last windows are written too
+        await self.shared.stop()
+        await self.keys.stop()
         self.engine.dispose()
 
     def request_sync(self) -> None:
         """A registry pass as soon as possible (a verified webhook): the one seam for workers and replicas."""
+        self.shared.publish_sync()  # the other replicas too (with Redis)
         if self.follower is not None:
             self.follower.request_sync()  # the controller's watcher runs it; every worker follows
         else:

@@ -2,8 +2,11 @@
 
 `record()` only appends to an in-memory queue (never blocks a call); one writer task inserts what is queued
 in batches. `stop()` (the app's shutdown) drains the queue before returning. A failed insert is retried with
-backoff, never dropped: an audit trail with holes is worse than a late one. A hard kill (SIGKILL, power
-loss) loses what was queued and not yet written: at most one batch interval.
+backoff, never dropped: an audit trail with holes is worse than a late one. While the database is down
+(a PostgreSQL restart) records wait in the queue and are written when it answers again. Each record carries
+a `record_id` made when it is recorded; the insert skips ids already stored, so a batch retried after its
+commit went through (the acknowledgement lost with the connection) is not written twice. A hard kill
+(SIGKILL, power loss) loses what was queued and not yet written: at most one batch interval.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from tool_server.access.db import audit_log
@@ -27,6 +32,11 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 OUTCOMES = ("ok", "invalid", "denied", "unavailable", "error")
+MAX_RETRY_DELAY = 5.0  # seconds between two tries while the database is down: rows land soon after it returns
+
+
+def _record_id() -> str:
+    return secrets.token_hex(16)
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,7 @@ class AuditRecord:
     input_bytes: int
     input_sha256: str
     inputs: str | None = None
+    record_id: str = field(default_factory=_record_id)
 
     def public(self) -> dict[str, Any]:
         return {**asdict(self), "time": self.time.isoformat()}
@@ -108,15 +119,25 @@ class AuditLog:
                 log.error("audit: writing %d records failed (%s); retrying in %.1fs", len(batch),
                           type(exc).__name__, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, MAX_RETRY_DELAY)
 
     def _insert(self, batch: list[AuditRecord]) -> None:
         with self.engine.begin() as conn:
-            conn.execute(audit_log.insert(), [asdict(r) for r in batch])
+            conn.execute(_insert_once(self.engine.dialect.name), [asdict(r) for r in batch])
+
+
+def _insert_once(dialect: str) -> sa.Insert:
+    """An insert that skips a record whose id is stored already (both dialects say ON CONFLICT DO NOTHING)."""
+    if dialect == "postgresql":
+        return postgresql.insert(audit_log).on_conflict_do_nothing(index_elements=["record_id"])
+    if dialect == "sqlite":
+        return sqlite.insert(audit_log).on_conflict_do_nothing(index_elements=["record_id"])
+    return audit_log.insert()
 
 
 def _record(row: sa.Row[tuple[object, ...]]) -> AuditRecord:
     values = {k: v for k, v in row._mapping.items() if k != "id"}
+    values["record_id"] = values["record_id"] or ""  # rows written before record ids existed
     moment: datetime = values["time"]
     values["time"] = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
     return AuditRecord(**values)

@@ -1,7 +1,9 @@
 """The tool server's own database: API keys and the audit log (SQLAlchemy Core; SQLite or PostgreSQL).
 
 The only state Toolbridge keeps that MLflow cannot rebuild. Several tool-server replicas share it by URL.
-Tables are created on first use; a schema change will need a migration (Alembic) — there has been none yet.
+The tables below mirror the newest migration (`migrations/versions/`); `make_engine` applies the
+migrations. `access_state.key_version` moves with every key written: replicas poll it to know when to reload
+their key cache.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-__all__ = ["api_keys", "audit_log", "make_engine", "metadata"]
+from tool_server.access.migrate import upgrade
+
+__all__ = ["access_state", "api_keys", "audit_log", "make_engine", "metadata"]
 
 metadata = sa.MetaData()
 
@@ -47,6 +51,14 @@ audit_log = sa.Table(
     sa.Column("input_bytes", sa.Integer, nullable=False),
     sa.Column("input_sha256", sa.String(64), nullable=False),
     sa.Column("inputs", sa.Text, nullable=True),  # only if TOOLBRIDGE_AUDIT_INPUTS=true, never if restricted
+    # Made when the call is recorded: a batch retried after a lost commit acknowledgement is written once.
+    sa.Column("record_id", sa.String(32), nullable=True, unique=True),
+)
+
+access_state = sa.Table(
+    "access_state", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),  # one row, id 1
+    sa.Column("key_version", sa.BigInteger, nullable=False),
 )
 
 
@@ -60,8 +72,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine with the tables created; for SQLite, the file's folder too."""
+def _driver(url: str) -> str:
+    """`postgresql://` means psycopg2 to SQLAlchemy; we ship psycopg (3)."""
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg://" + url.removeprefix(bare)
+    return url
+
+
+def make_engine(url: str, pool_size: int = 5) -> Engine:
+    """An engine on a migrated database; for SQLite, the file's folder too. `pool_size` connections per
+    process (and as many again in bursts) on PostgreSQL."""
     if url.startswith("sqlite"):
         path = sa.engine.make_url(url).database
         if path and path != ":memory:":
@@ -70,6 +91,9 @@ def make_engine(url: str) -> Engine:
         engine = sa.create_engine(url, connect_args={"check_same_thread": False})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = sa.create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
+        # A short connect timeout: while the database restarts, the key cache refresh and the audit writer
+        # retry instead of hanging.
+        engine = sa.create_engine(_driver(url), pool_pre_ping=True, pool_size=pool_size,
+                                  max_overflow=pool_size, connect_args={"connect_timeout": 3})
+    upgrade(engine)
     return engine

@@ -1,4 +1,5 @@
-"""API keys in the database: issued once, stored only as a hash, checked on every request (no cache).
+"""API keys in the database: issued once, stored only as a hash. Every write moves the change counter
+(`access_state.key_version`) in the same transaction, so each server's key cache (`key_cache.py`) reloads.
 
 A key is `tb_` + 43 url-safe characters (256 random bits). A random key needs no slow hash: sha256 of it is
 as hard to invert as guessing the key, and a lookup by hash is one indexed query.
@@ -6,6 +7,7 @@ as hard to invert as guessing the key, and a lookup by hash is one indexed query
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import hashlib
 import os
@@ -18,13 +20,17 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tool_server.access.db import api_keys
+from tool_server.access.db import access_state, api_keys
 from tool_server.access.scopes import ADMIN, KEY_PREFIX, RESTRICTED, Principal, Unauthenticated
 
-__all__ = ["KEY_PREFIX", "KeyInfo", "KeyStore", "ensure_admin_key", "hash_key", "new_key"]
+__all__ = ["INVALID_KEY", "KEY_PREFIX", "NO_KEY", "KeyInfo", "KeyStore", "ensure_admin_key", "hash_key",
+           "key_info", "new_key"]
 
 TOUCH_EVERY = timedelta(seconds=60)  # last_used_at is written at most this often per key: reads stay reads
 ADMIN_SCOPES = frozenset({ADMIN, RESTRICTED, "*"})
+NO_KEY = ("an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`; an operator "
+          "issues keys with `toolbridge keys create`")
+INVALID_KEY = "the API key is unknown, expired or revoked; ask an operator for a valid key"
 
 
 def new_key() -> str:
@@ -60,7 +66,7 @@ class KeyInfo:
         return "active"
 
 
-def _info(row: sa.Row[tuple[object, ...]]) -> KeyInfo:
+def key_info(row: sa.Row[tuple[object, ...]]) -> KeyInfo:
     m = row._mapping
     return KeyInfo(id=m["id"], name=m["name"], scopes=frozenset(m["scopes"].split()),
                    rate_limit_per_minute=m["rate_limit_per_minute"], created_at=_utc(m["created_at"]) or
@@ -88,17 +94,18 @@ class KeyStore:
                "last_used_at": None, "revoked_at": None}
         with self.engine.begin() as conn:
             conn.execute(api_keys.insert().values(**row))
+            _bump_key_version(conn)
         return key, self.get(key_id)
 
     def get(self, key_id: str) -> KeyInfo:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).one()
-        return _info(row)
+        return key_info(row)
 
     def list(self) -> builtins.list[KeyInfo]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at)).all()
-        return [_info(row) for row in rows]
+        return [key_info(row) for row in rows]
 
     def revoke(self, name_or_id: str) -> builtins.list[KeyInfo]:
         """Revoke the active key with this id, or every active key with this name; the revoked ones."""
@@ -108,25 +115,34 @@ class KeyStore:
             with self.engine.begin() as conn:
                 conn.execute(api_keys.update().where(api_keys.c.id.in_([k.id for k in targets]))
                              .values(revoked_at=now))
+                _bump_key_version(conn)
         return [self.get(k.id) for k in targets]
 
+    async def authenticate_async(self, key: str | None) -> Principal:
+        """`authenticate` off the event loop; the server's `CachedKeyStore` answers from memory instead."""
+        return await asyncio.to_thread(self.authenticate, key)
+
     def authenticate(self, key: str | None) -> Principal:
-        """The principal of a valid key; Unauthenticated otherwise (the message never echoes the key)."""
+        """The principal of a valid key, read from the database; Unauthenticated otherwise (the message
+        never echoes the key)."""
         if not key:
-            raise Unauthenticated("an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: "
-                                  "<key>`; an operator issues keys with `toolbridge keys create`")
+            raise Unauthenticated(NO_KEY)
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(api_keys).where(api_keys.c.key_hash == hash_key(key))).one_or_none()
-        info = _info(row) if row is not None else None
+        info = key_info(row) if row is not None else None
         if info is None or info.state != "active":
-            raise Unauthenticated("the API key is unknown, expired or revoked; ask an operator for a valid "
-                                  "key")
+            raise Unauthenticated(INVALID_KEY)
         now = datetime.now(UTC)
         if info.last_used_at is None or now - info.last_used_at > TOUCH_EVERY:
             with self.engine.begin() as conn:
                 conn.execute(api_keys.update().where(api_keys.c.id == info.id).values(last_used_at=now))
         return Principal(key_id=info.id, name=info.name, scopes=info.scopes,
                          rate_limit_per_minute=info.rate_limit_per_minute)
+
+
+def _bump_key_version(conn: sa.Connection) -> None:
+    conn.execute(access_state.update().where(access_state.c.id == 1)
+                 .values(key_version=access_state.c.key_version + 1))
 
 
 def ensure_admin_key(store: KeyStore, path: Path) -> KeyInfo | None:

@@ -57,7 +57,9 @@ def _verifier(request: Request, runtime: Runtime) -> WebhookVerifier | None:
         secret = runtime.server.configured_webhook_secret()
         if secret is None:
             return None
-        verifier = request.app.state.webhook_verifier = WebhookVerifier(secret)
+        # With Redis, replay ids are shared: a delivery replayed to another replica is refused there too.
+        verifier = request.app.state.webhook_verifier = WebhookVerifier(secret,
+                                                                        shared_replays=runtime.shared.replays)
     return verifier
 
 
@@ -87,6 +89,7 @@ async def mlflow_webhook(request: Request, runtime: RuntimeDep) -> PythonJSONRes
     except WebhookRejected as exc:
         log.warning("webhook rejected: %s", exc)
         return _error(401, "webhook_rejected", f"webhook rejected: {exc}")
-    log.info("webhook %s for %s: syncing now", event.event, event.model_name or "?")
+    log.info("webhook %s for %s: syncing now (and every replica, with Redis)", event.event,
+             event.model_name or "?")
     runtime.request_sync()
     return PythonJSONResponse({"accepted": True})

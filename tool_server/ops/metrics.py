@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -93,6 +93,10 @@ class Metrics:
                                     ["tool"], registry=self.registry)
         self.cache_errors = Counter("toolbridge_cache_errors", "Response cache faults (the model answered)",
                                     registry=self.registry)
+        self.shared_state_degraded = Gauge(
+            "toolbridge_shared_state_degraded", "1 while a shared-state server (redis, database) does not "
+            "answer and this process runs on its own state", ["component"], registry=self.registry,
+            multiprocess_mode="livemax")
         self.state = CollectorRegistry()  # the sync and host series alone: what a controller gives workers
         self.state.register(_RuntimeCollector(runtime))
         if not multiprocess:
@@ -101,6 +105,10 @@ class Metrics:
     def record_call(self, tool: str, version: str, channel: str, outcome: str, seconds: float) -> None:
         self.calls.labels(tool, version, channel, outcome).inc()
         self.latency.labels(tool, version, channel).observe(seconds)
+
+    def set_degraded(self, component: str, degraded: bool) -> None:
+        """Shared state's hook (access/redis_link.py, access/key_cache.py)."""
+        self.shared_state_degraded.labels(component).set(1.0 if degraded else 0.0)
 
     def record_cache(self, event: str, tool: str) -> None:
         """The response cache's observer: `event` is hit, miss or error."""

@@ -6,6 +6,10 @@ blocks. A write that fails because MLflow cannot be reached keeps its counts for
 runs when the server stops. Which calls count: every call that reached a model's tool, except those refused to
 the key (`denied`); `errors` are the counted calls that got no answer. Version tags count the calls a version
 answered (a call refused as invalid never reached a version).
+
+Several replicas: each counts its own calls, and a `WriterLock` (Redis, ops/shared_state.py) lets one write at
+a time, since a write reads the tags, adds and writes them back. A replica that finds the lock taken (or Redis
+down) keeps its counts for its next turn: counts wait, none are lost.
 """
 
 from __future__ import annotations
@@ -17,16 +21,23 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from registry_sync.errors import MalformedEntry
 from registry_sync.source import UsageSink
 from registry_sync.usage import ModelUsage, VersionUsage
 
-__all__ = ["UsageWriteback"]
+__all__ = ["UsageWriteback", "WriterLock"]
 
 log = logging.getLogger(__name__)
 
 FINAL_FLUSH_TIMEOUT = 30.0  # seconds shutdown waits for the last write (MLflow requests time out after 10)
+
+
+class WriterLock(Protocol):
+    def acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
 
 
 def _now() -> datetime:
@@ -51,8 +62,9 @@ class _Tally:
 class UsageWriteback:
     """Counts calls per model and version; every `interval` seconds adds them to the registry's usage tags."""
 
-    def __init__(self, sink: UsageSink, interval: float, clock: Callable[[], datetime] = _now) -> None:
-        self.sink, self.interval, self._clock = sink, interval, clock
+    def __init__(self, sink: UsageSink, interval: float, clock: Callable[[], datetime] = _now,
+                 lock: WriterLock | None = None) -> None:
+        self.sink, self.interval, self._clock, self.lock = sink, interval, clock, lock
         self._tallies: dict[str, _Tally] = {}
         self._unsent: dict[str, ModelUsage] = {}  # taken for a write that failed: first in the next one
         self._lock = threading.Lock()  # record() runs on the event loop, flush() in a worker thread
@@ -106,6 +118,18 @@ class UsageWriteback:
 
     def flush(self) -> int:
         """Write the pending counts (blocking); how many models were written. Never raises."""
+        if self.lock is None:
+            return self._write()
+        if not self.lock.acquire():
+            log.info("usage counts not written this time: another replica holds the write lock (or Redis is "
+                     "down); kept for the next write")
+            return 0
+        try:
+            return self._write()
+        finally:
+            self.lock.release()
+
+    def _write(self) -> int:
         batch = self.take()
         written = 0
         for index, usage in enumerate(batch):
