@@ -3,6 +3,7 @@ controller's, through JSON, and reuses what did not change."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from bridge.host_client import HostClient
 from bridge.hosting.remote_pool import RemotePool
-from bridge.live import LiveVersion, Route
+from bridge.live import LiveVersion, Route, ShadowTarget
 from bridge.toolspec import ModelFacts, build_tool_spec
 from bridge.validation import ToolInputError, compile_validator
 from registry_sync import ModelVersionRef, Snapshot
@@ -85,6 +86,20 @@ def test_the_rebuilt_validator_refuses_what_the_controllers_refuses() -> None:
     validator.validate({"income": 1.5, "region": None})
     with pytest.raises(ToolInputError, match="income"):
         validator.validate({"income": "a lot"})
+
+
+def test_a_shadow_version_travels_with_its_rate_and_the_reason_it_is_blocked() -> None:
+    routes, snapshot = published()
+    shadow = ref("5", role="shadow")
+    target = ShadowTarget(live=live(shadow, routes["credit"].champion.host), rate=0.5,
+                          blocked="restricted tool")
+    routes["credit"] = dataclasses.replace(routes["credit"], shadow=target)
+    table = through_json(encode_table(routes, Snapshot(refs={**snapshot.refs, shadow.key: shadow}), []))
+    followed = decode_table(table, Connections()).routes["credit"]
+    assert followed.shadow is not None
+    assert (followed.shadow.live.spec, followed.shadow.rate, followed.shadow.blocked) == (
+        target.live.spec, 0.5, "restricted tool")
+    assert "5" not in followed.pinned, "a shadow version answers no caller"
 
 
 def test_the_canary_split_survives_the_trip() -> None:

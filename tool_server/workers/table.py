@@ -3,8 +3,9 @@
 What a worker needs to route a call exactly as the controller would: for each routed version its ToolSpec
 (what agents see), its registry ref (the cache decision reads its tags), its host's name and URL(s), and
 whether it was smoke-tested; for each tool its champion, canary and weight, and pinned versions; and the hosts
-being restarted (calls to them fail fast). Workers never load a model: a version in the table is already
-loaded and smoke-tested by the controller's reconciler.
+being restarted (calls to them fail fast); and its shadow version, rate and why it is blocked, if it has one.
+Workers never load a model: a version in the table is already loaded and smoke-tested by the controller's
+reconciler.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from pydantic import ValidationError
 
 from bridge.host_client import HostClient
 from bridge.hosting.remote_pool import RemotePool
-from bridge.live import LiveVersion, Route
+from bridge.live import LiveVersion, Route, ShadowTarget
 from bridge.toolspec import ToolSpec
 from bridge.validation import compile_validator
 from registry_sync import ModelVersionRef, Snapshot
 
 __all__ = ["FORMAT", "Connect", "FollowedTable", "TableError", "decode_table", "encode_table", "host_urls"]
 
-FORMAT = 1  # bumped when the shape changes: a worker refuses a table it cannot read instead of misrouting
+FORMAT = 2  # bumped when the shape changes: a worker refuses a table it cannot read instead of misrouting
 
 # (host name, its URLs) → the client a worker calls that host with (one per host, kept across tables).
 Connect = Callable[[str, tuple[str, ...]], HostClient]
@@ -73,7 +74,10 @@ def encode_table(routes: Mapping[str, Route], snapshot: Snapshot, restarting: It
     tools = {tool: {"champion": entry(route.champion),
                     "canary": entry(route.canary) if route.canary is not None else None,
                     "canary_weight": route.canary_weight,
-                    "pinned": {version: entry(live) for version, live in sorted(route.pinned.items())}}
+                    "pinned": {version: entry(live) for version, live in sorted(route.pinned.items())},
+                    "shadow": None if route.shadow is None else {
+                        "version": entry(route.shadow.live), "rate": route.shadow.rate,
+                        "blocked": route.shadow.blocked}}
              for tool, route in sorted(routes.items())}
     return {"format": FORMAT, "versions": dict(sorted(versions.items())), "routes": tools,
             "restarting": sorted(restarting)}
@@ -95,10 +99,17 @@ def decode_table(data: Mapping[str, Any], connect: Connect, previous: Lives | No
         def live(key: str) -> LiveVersion:
             return lives[key][1]
 
+        def shadow(published: Mapping[str, Any] | None) -> ShadowTarget | None:
+            if published is None:
+                return None
+            return ShadowTarget(live=live(published["version"]), rate=float(published["rate"]),
+                                blocked=published["blocked"])
+
         routes = {tool: Route(champion=live(route["champion"]),
                               canary=live(route["canary"]) if route["canary"] is not None else None,
                               canary_weight=float(route["canary_weight"]),
-                              pinned={version: live(key) for version, key in route["pinned"].items()})
+                              pinned={version: live(key) for version, key in route["pinned"].items()},
+                              shadow=shadow(route["shadow"]))
                   for tool, route in data["routes"].items()}
         refs = {key: ModelVersionRef.model_validate(entry["ref"])
                 for key, (entry, _) in lives.items() if entry["ref"] is not None}
