@@ -1,10 +1,13 @@
 """`toolbridge up --workers 2` on real servers: two worker processes answer on the one port, one registry
-watcher and one model host serve them both, a promotion reaches both, metrics and audit cover both, a killed
-worker is replaced, and Ctrl-C leaves no process behind."""
+watcher and one model host serve them both, a webhook to either worker makes the one watcher sync and the
+promotion reaches both, metrics and audit cover both, a killed worker is replaced, and Ctrl-C leaves no
+process behind."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,14 +20,17 @@ from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.process_group import GROUP_MARKER
+from registry_sync.webhooks import sign
 from tests.conftest import FAST_SYNC, ToolbridgeProcess, wait_for
-from tool_server.demo import register_trained_model, train_fin_sentiment
+from tool_server.demo import TrainedModel, register_trained_model, train_fin_sentiment
 
 pytestmark = pytest.mark.integration
 
 TOOL = "workers_probe"
 HEADLINE = {"headline": "Globex shares fall after a profit warning"}
 WORKER_MODULE = "tool_server.workers.worker"
+# No poll during the module: the registry changes reach the controller only by the webhooks sent to workers.
+NO_POLL = {**FAST_SYNC, "TOOLBRIDGE_POLL_INTERVAL": "3600", "TOOLBRIDGE_SPARE_HOSTS": "0"}
 
 
 @dataclasses.dataclass
@@ -56,9 +62,20 @@ class Calls:
                  interval=0.05)
 
 
-def register(tracking_uri: str, aliases: tuple[str, ...] = ()) -> str:
-    trained = dataclasses.replace(train_fin_sentiment(), name=TOOL)
+def register(trained: TrainedModel, tracking_uri: str, aliases: tuple[str, ...] = ()) -> str:
     return str(register_trained_model(trained, tracking_uri=tracking_uri, aliases=aliases).version)
+
+
+def webhook(server: ToolbridgeProcess) -> None:
+    """What MLflow sends when an alias moves, signed with the shared secret, to whichever worker accepts."""
+    body = json.dumps({"entity": "model_version_alias", "action": "created",
+                       "timestamp": "2026-01-01T00:00:00Z",
+                       "data": {"name": TOOL, "alias": "champion", "version": "1"}}).encode()
+    delivery, now = str(uuid.uuid4()), str(int(time.time()))
+    answer = httpx.post(f"{server.url}/hooks/mlflow", content=body, timeout=10, headers={
+        "Content-Type": "application/json", "X-MLflow-Delivery-Id": delivery, "X-MLflow-Timestamp": now,
+        "X-MLflow-Signature": sign(NO_POLL["TOOLBRIDGE_WEBHOOK_SECRET"], delivery, now, body)})
+    assert answer.status_code == 200, answer.text
 
 
 def status(server: ToolbridgeProcess) -> dict[str, Any]:
@@ -77,8 +94,7 @@ def descendants(server: ToolbridgeProcess) -> list[psutil.Process]:
 @pytest.fixture(scope="module")
 def workers(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToolbridgeProcess]:
     server = ToolbridgeProcess(["--mlflow-uri", mlflow_server, "--workers", "2"],
-                               tmp_path_factory.mktemp("workers"),
-                               {**FAST_SYNC, "TOOLBRIDGE_SPARE_HOSTS": "0"})
+                               tmp_path_factory.mktemp("workers"), NO_POLL)
     try:
         server.wait_healthy()
         yield server
@@ -89,8 +105,10 @@ def workers(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 @pytest.fixture(scope="module")
 def versions(workers: ToolbridgeProcess, mlflow_server: str) -> tuple[str, str]:
     """`workers_probe` version 1 as champion, version 2 registered but not approved."""
-    first = register(mlflow_server, aliases=("champion",))
-    second = register(mlflow_server)
+    trained = dataclasses.replace(train_fin_sentiment(), name=TOOL)
+    first = register(trained, mlflow_server, aliases=("champion",))
+    second = register(trained, mlflow_server)
+    webhook(workers)
     wait_for(lambda: any(row["model"] == TOOL and row["state"] == "live"
                          for row in status(workers)["versions"]), 90, f"{TOOL} live\n{workers.log()}")
     return first, second
@@ -112,11 +130,13 @@ def test_one_watcher_and_one_host_serve_two_workers(workers: ToolbridgeProcess, 
                    if (marker := p.environ().get(GROUP_MARKER, "")).endswith(".pgid")}
     assert len(host_groups) == 1, f"one model host process group, not one per worker: {host_groups}"
 
-    # The registry is read by the controller alone: only it ever holds a connection to MLflow.
+    # The registry is read by the controller alone: only it ever holds a connection to MLflow, even when the
+    # webhook asking for the pass reached a worker.
     mlflow_port = urlsplit(mlflow_server).port
     readers: set[int] = set()
 
     def controller_polls() -> bool:
+        webhook(workers)
         for process in [psutil.Process(workers.process.pid), *processes]:
             ours = process.pid == workers.process.pid or process.pid in worker_processes
             if ours and any(c.raddr and c.raddr.port == mlflow_port for c in process.net_connections("tcp")):
@@ -127,13 +147,14 @@ def test_one_watcher_and_one_host_serve_two_workers(workers: ToolbridgeProcess, 
     assert readers == {workers.process.pid}, "a worker read the registry"
 
 
-def test_calls_are_answered_by_both_workers_and_a_promotion_reaches_both(
+def test_calls_are_answered_by_both_workers_and_a_webhooked_promotion_reaches_both(
         workers: ToolbridgeProcess, mlflow_server: str, versions: tuple[str, str], calls: Calls) -> None:
     first, second = versions
     pids = worker_pids(workers)
     calls.until_each_worker_answered(workers, pids, first)
 
     MlflowClient(tracking_uri=mlflow_server).set_registered_model_alias(TOOL, "champion", second)
+    webhook(workers)
     calls.until_each_worker_answered(workers, pids, second)
     body = status(workers)
     assert {worker["table"] for worker in body["workers"]} == {body["table"]}, "both follow the latest table"
