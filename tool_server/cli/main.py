@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tool_server.cli.bento import bento_app
+from tool_server.cli.deploy import deploy_app
 from tool_server.cli.keys import announce_admin_key, audit_app, cli_auth_headers, keys_app
 from tool_server.cli.shadow import shadow_app
 
@@ -29,6 +30,7 @@ app.add_typer(webhook_app, name="webhook")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(bento_app, name="bento")
+app.add_typer(deploy_app, name="deploy")
 app.add_typer(shadow_app, name="shadow")
 console = Console()
 
