@@ -93,6 +93,7 @@ def zoo_tool(toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any], mlflow_s
                                        pip_requirements=["pandas"])
     client = MlflowClient(mlflow_server, mlflow_server)
     client.update_registered_model("dify_zoo", description="Scores a text with its optional extras.")
+    client.set_registered_model_tag("dify_zoo", "toolbridge.toolsets", "dify_zoo_set")  # a Dify provider too
     client.set_registered_model_alias("dify_zoo", "champion", str(info.registered_model_version))
     wait_for(lambda: "dify_zoo" in tools_by_name(toolbridge.url), 180, f"dify_zoo live\n{toolbridge.log()}")
     yield "dify_zoo"
@@ -278,7 +279,7 @@ def test_difys_mcp_client_lists_and_calls_tools_with_each_protocol_version(
 def test_a_document_of_every_live_tool_parses_without_a_type_list(toolbridge: ToolbridgeProcess,
                                                                   zoo_tool: str) -> None:
     for path in ("/openapi.json", "/openapi.yaml", "/tools/credit_risk/openapi.json",
-                 "/tools/dify_zoo/openapi.json"):
+                 "/tools/dify_zoo/openapi.json", "/toolsets/dify_zoo_set/openapi.json"):
         text = httpx.get(f"{toolbridge.url}{path}", headers=toolbridge.headers, timeout=30).text
         bundles, _ = ApiBasedToolSchemaParser.auto_parse_to_tool_bundle(text)
         assert bundles, path
