@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bridge.toolspec import ToolSpec
+from tool_server.discovery.stemmer import stem
 
 __all__ = ["EmbeddingRanker", "SearchIndex", "tokens", "tool_text"]
 
@@ -35,23 +36,10 @@ _NAME_WEIGHT, _TOOLSET_WEIGHT, _LABEL_WEIGHT = 3, 2, 1
 _EMBEDDING_WEIGHT = 0.5
 
 
-def _stem(word: str) -> str:
-    """A light suffix stripper: plurals and common verb endings (`scores`→`score`, `churning`→`churn`)."""
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 5 and word.endswith("ing"):
-        return word[:-3]
-    if len(word) > 4 and word.endswith("ed") and not word.endswith("eed"):
-        return word[:-2]
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
-
-
 def tokens(text: str) -> list[str]:
-    """Lower-cased, split on anything not a letter or digit (snake_case and camelCase too), stemmed."""
+    """Lower-cased, split on anything not a letter or digit (snake_case and camelCase too), Porter-stemmed."""
     words = _WORD.findall(_CAMEL.sub(" ", text).lower())
-    return [_stem(w) for w in words if w not in _STOPWORDS]
+    return [stem(w) for w in words if w not in _STOPWORDS]
 
 
 def _labels(spec: ToolSpec) -> list[str]:
