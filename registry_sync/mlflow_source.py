@@ -22,6 +22,7 @@ from registry_sync.shadow import (
     TAG_RUN_ID,
     TAG_SUMMARY,
     ShadowWindow,
+    assign_steps,
     merged_summary,
 )
 from registry_sync.types import RegisteredModelInfo, VersionDetails
@@ -80,7 +81,8 @@ class MlflowRegistry:
         self.tracking_uri = tracking_uri
         self.registry_uri = registry_uri or tracking_uri
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=self.registry_uri)
-        self._shadow_runs: dict[str, tuple[str, int]] = {}  # shadow key → (run id, step of its sequence 0)
+        self._shadow_runs: dict[str, str] = {}  # shadow key → run id, known to exist
+        self._shadow_logged: dict[tuple[str, int], int] = {}  # (key, sequence) → step: logged, not summed yet
 
     def list_models(self) -> list[RegisteredModelInfo]:
         models: list[RegisteredModelInfo] = []
@@ -174,29 +176,33 @@ class MlflowRegistry:
         """Log `windows` (one shadow version's) as metrics with a step on its run in the experiment
         `toolbridge-shadow`, then merge them into the version's `toolbridge.shadow.summary` tag; the run id.
 
-        The run is found again across restarts through the version's run-id tag, and steps continue after
-        the summary's `last_step`. A retried write logs the same values at the same steps and counts nothing
-        twice.
+        The run is found again across restarts through the version's run-id tag; steps continue after the
+        summary's `last_step`, read at each write (one writer at a time, as for usage tags). A write retried
+        after its metrics were logged logs them no second time and counts nothing twice.
         """
         first = windows[0]
         name, version = first.model, first.shadow_version
         try:
-            found = self._client.get_model_version(name, version)
-            tags = dict(found.tags or {})
-            run_id, base = self._shadow_run(first, tags)
-            now_ms = int(time.time() * 1000)
-            steps = [(base + w.sequence, w) for w in windows]
-            metrics = [Metric(key, value, int(w.ended_at * 1000) or now_ms, step)
-                       for step, w in steps for key, value in w.metrics().items()]
-            for start in range(0, len(metrics), 1000):  # log_batch takes at most 1,000 metrics
-                self._client.log_batch(run_id, metrics=metrics[start:start + 1000])
-            self._client.set_tag(run_id, "toolbridge.shadow.champion_version", windows[-1].champion_version)
+            tags = dict(self._client.get_model_version(name, version).tags or {})
+            run_id = self._shadow_run(first, tags)
             # A summary of another run (deleted by hand) starts again with this one.
             existing = tags.get(TAG_SUMMARY) if tags.get(TAG_RUN_ID) == run_id else None
+            logged = self._shadow_logged
+            steps = assign_steps(windows, _last_step(existing), logged)
+            now_ms = int(time.time() * 1000)
+            fresh = [(step, w) for step, w in steps if (w.key, w.sequence) not in logged]
+            metrics = [Metric(key, value, int(w.ended_at * 1000) or now_ms, step)
+                       for step, w in fresh for key, value in w.metrics().items()]
+            for start in range(0, len(metrics), 1000):  # log_batch takes at most 1,000 metrics
+                self._client.log_batch(run_id, metrics=metrics[start:start + 1000])
+            logged.update({(w.key, w.sequence): step for step, w in fresh})
+            self._client.set_tag(run_id, "toolbridge.shadow.champion_version", windows[-1].champion_version)
             summary = merged_summary(existing, steps, run_id)
             self._client.set_model_version_tag(name, version, TAG_SUMMARY, summary)
             if tags.get(TAG_RUN_ID) != run_id:
                 self._client.set_model_version_tag(name, version, TAG_RUN_ID, run_id)
+            for _, window in steps:
+                logged.pop((window.key, window.sequence), None)
         except MlflowException as exc:
             if _is_not_found(exc):
                 raise MalformedEntry(f"shadow version {version} of {name!r}: {exc.message}") from exc
@@ -206,13 +212,10 @@ class MlflowRegistry:
             raise RegistryUnavailable(f"MLflow at {self.tracking_uri} is unreachable: {exc}") from exc
         return run_id
 
-    def _shadow_run(self, window: ShadowWindow, version_tags: dict[str, str]) -> tuple[str, int]:
-        """The run of this shadow version (the one its tag names, else a new one) and its base step."""
-        known = self._shadow_runs.get(window.key)
-        if known is not None:
-            return known
+    def _shadow_run(self, window: ShadowWindow, version_tags: dict[str, str]) -> str:
+        """The run of this shadow version: the one its tag names, else a new one."""
         run_id = version_tags.get(TAG_RUN_ID)
-        if run_id:
+        if run_id and self._shadow_runs.get(window.key) != run_id:
             try:
                 self._client.get_run(run_id)
             except MlflowException as exc:
@@ -223,17 +226,14 @@ class MlflowRegistry:
             experiment = self._client.get_experiment_by_name(EXPERIMENT)
             experiment_id = (experiment.experiment_id if experiment is not None
                              else self._client.create_experiment(EXPERIMENT))
-            run = self._client.create_run(
+            run_id = self._client.create_run(
                 experiment_id, run_name=f"{window.model} v{window.shadow_version} in the shadow of "
                                         f"v{window.champion_version}",
                 tags={RUN_TAG_KEY: window.key, "toolbridge.shadow.model": window.model,
                       "toolbridge.shadow.version": window.shadow_version,
-                      "toolbridge.shadow.champion_version": window.champion_version})
-            run_id = run.info.run_id
-        last = _last_step(version_tags.get(TAG_SUMMARY)) if version_tags.get(TAG_RUN_ID) == run_id else None
-        base = last + 1 if last is not None else 0
-        self._shadow_runs[window.key] = (run_id, base)
-        return run_id, base
+                      "toolbridge.shadow.champion_version": window.champion_version}).info.run_id
+        self._shadow_runs[window.key] = run_id
+        return run_id
 
     def write_lint(self, name: str, version: str, value: str) -> bool:
         """Set the version tag `toolbridge.lint` to `value` (remove it for ""), unless it holds that already;

@@ -16,8 +16,8 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["EXPERIMENT", "RUN_TAG_KEY", "SHADOW_TAG_PREFIX", "TAG_RUN_ID", "TAG_SHADOW_RATE",
-           "TAG_SHADOW_RESTRICTED", "TAG_SUMMARY", "ShadowSink", "ShadowWindow", "merged_summary",
-           "without_shadow_tags"]
+           "TAG_SHADOW_RESTRICTED", "TAG_SUMMARY", "ShadowSink", "ShadowWindow", "assign_steps",
+           "merged_summary", "without_shadow_tags"]
 
 TAG_SHADOW_RATE = "toolbridge.shadow_rate"  # registered-model tag: share of champion calls mirrored, 0..1
 TAG_SHADOW_RESTRICTED = "toolbridge.shadow_restricted"  # "true": a restricted tool's calls may be mirrored
@@ -140,6 +140,21 @@ def merged_summary(existing: str | None, windows: Sequence[tuple[int, ShadowWind
         summary["confusion"] = f"omitted: more than {MAX_TAG_CHARS} characters; see GET /shadow"
         text = json.dumps(summary, sort_keys=True)
     return text
+
+
+def assign_steps(windows: Sequence[ShadowWindow], last_step: int | None,
+                 logged: Mapping[tuple[str, int], int]) -> list[tuple[int, ShadowWindow]]:
+    """Each window's step on the run: the one it was logged at (`logged`, by key and sequence, for a retried
+    write), else the next ones after the summary's `last_step` and after those."""
+    known = [logged[(w.key, w.sequence)] for w in windows if (w.key, w.sequence) in logged]
+    next_step = max([-1 if last_step is None else last_step, *known]) + 1
+    steps = []
+    for window in windows:
+        step = logged.get((window.key, window.sequence))
+        if step is None:
+            step, next_step = next_step, next_step + 1
+        steps.append((step, window))
+    return steps
 
 
 def without_shadow_tags(tags: Mapping[str, str]) -> dict[str, str]:

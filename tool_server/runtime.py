@@ -30,7 +30,7 @@ from tool_server.discovery.catalog import Discovery
 from tool_server.discovery.settings import DiscoverySettings
 from tool_server.ops.call_stats import CallStats
 from tool_server.ops.metrics import Metrics
-from tool_server.ops.shared_state import SharedState
+from tool_server.ops.shared_state import RedisWriterLock, SharedState
 from tool_server.ops.usage import UsageWriteback
 from tool_server.settings import (
     CacheSettings,
@@ -39,7 +39,7 @@ from tool_server.settings import (
     ServerSettings,
     SharedStateSettings,
 )
-from tool_server.shadow.writeback import ShadowWriteback
+from tool_server.shadow.writeback import SHADOW_LOCK, ShadowWriteback
 from tool_server.workers.follower import ControlClient, RouteFollower
 
 __all__ = ["Runtime"]
@@ -118,7 +118,9 @@ class Runtime:
         self.catalog_tokens = CatalogTokens(self.engine)
         self.audit = AuditLog(self.engine)
         self.shadow = ShadowWriteback(MlflowRegistry(tracking_uri), self.engine, shadow.writeback_seconds,
-                                      shadow.examples, audit_inputs=self.security.audit_inputs)
+                                      shadow.examples, audit_inputs=self.security.audit_inputs,
+                                      lock=RedisWriterLock(self.shared.link, SHADOW_LOCK)
+                                      if self.shared.link is not None else None)
         self.bridge.shadow.window_listeners.append(self.shadow.add_window)
         self.bridge.shadow.disagreement_listeners.append(self.shadow.add_disagreement)
         self.call_stats = CallStats()  # the last hour per tool, this process only (GET /stats/calls)
@@ -139,6 +141,7 @@ class Runtime:
         await self.shadow.start()
         if self.follower is not None:
             await self.follower.start()
+            await self.bridge.shadow.start()  # a worker mirrors the calls it answers itself
         else:
             assert self.watcher is not None
             await self.bridge.start()

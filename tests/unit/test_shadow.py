@@ -19,7 +19,7 @@ from bridge.shadow.mirror import Disagreement
 from bridge.toolspec import ToolSpec
 from bridge.validation import compile_validator
 from registry_sync import ApprovalPolicy, ModelVersionRef, RegisteredModelInfo, select_candidates
-from registry_sync.shadow import ShadowWindow, merged_summary, without_shadow_tags
+from registry_sync.shadow import ShadowWindow, assign_steps, merged_summary, without_shadow_tags
 
 pytestmark = pytest.mark.anyio
 
@@ -278,3 +278,11 @@ async def test_the_rate_mirrors_a_sample_of_the_calls() -> None:
     finally:
         await mirror.stop()
     assert 230 <= shadow_host.calls <= 370
+
+
+def test_steps_continue_after_the_summary_and_a_retried_window_keeps_its_step() -> None:
+    first, second = window(0, 10, 9), window(1, 10, 9)
+    assert [s for s, _ in assign_steps([first, second], None, {})] == [0, 1]
+    assert [s for s, _ in assign_steps([first, second], 6, {})] == [7, 8]
+    # `first` was logged at step 7 by a write that failed before its summary: it keeps it, `second` follows
+    assert [s for s, _ in assign_steps([first, second], 6, {("m/2", 0): 7})] == [7, 8]

@@ -4,7 +4,9 @@ disagreement examples into the database.
 
 The mirror hands windows and examples over on the event loop (a list append under a lock); the timer writes
 them in a worker thread. A write MLflow or the database cannot take is logged and kept for the next tick;
-windows of a version gone from the registry are dropped. `stop()` writes what is left.
+windows of a version gone from the registry are dropped. `stop()` writes what is left. Several replicas or
+workers: a `WriterLock` (Redis) lets one write to MLflow at a time, as the summary tag is read, added to and
+written back; without Redis each process writes its own windows (documented in docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from sqlalchemy.engine import Engine
 from bridge.shadow.mirror import Disagreement
 from registry_sync.errors import MalformedEntry
 from registry_sync.shadow import ShadowSink, ShadowWindow
+from tool_server.ops.usage import WriterLock
 from tool_server.shadow.examples import create_table, store_examples
 
-__all__ = ["ShadowWriteback"]
+__all__ = ["SHADOW_LOCK", "ShadowWriteback"]
 
 log = logging.getLogger(__name__)
 
+SHADOW_LOCK = "toolbridge:lock:shadow-writeback"  # Redis key of the one-writer-at-a-time lock
 DATABASE_TICK = 2.0  # seconds between two writes of examples when MLflow write-back is off
 MAX_PENDING_WINDOWS = 10_000  # while MLflow is down, the oldest past this are dropped (logged)
 
@@ -39,10 +43,11 @@ def _json(value: Any) -> str:
 
 class ShadowWriteback:
     def __init__(self, sink: ShadowSink, engine: Engine, interval: float, keep_examples: int,
-                 audit_inputs: bool = False) -> None:
+                 audit_inputs: bool = False, lock: WriterLock | None = None) -> None:
         self.sink, self.engine, self.interval = sink, engine, interval
         self.keep_examples = keep_examples
         self.audit_inputs = audit_inputs
+        self.lock = lock
         self.run_ids: dict[str, str] = {}  # shadow key → MLflow run id, once written
         self.windows_written = 0
         self._windows: list[ShadowWindow] = []
@@ -77,6 +82,15 @@ class ShadowWriteback:
     def flush(self) -> None:
         """Write what is pending (blocking; in a worker thread). Never raises."""
         self.flush_examples()
+        if self.lock is not None and not self.lock.acquire():
+            return  # another replica is writing: these windows wait for the next tick
+        try:
+            self._write_windows()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def _write_windows(self) -> None:
         with self._lock:
             windows, self._windows = self._windows, []
         by_key: dict[str, list[ShadowWindow]] = {}
