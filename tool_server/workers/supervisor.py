@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from prometheus_client import multiprocess
 
 from tool_server.ops.metrics import MULTIPROC_DIR
 from tool_server.runtime import Runtime
@@ -72,9 +73,11 @@ class _Slot:
 class WorkerPool:
     """N worker processes sharing one listening socket, each started again when it dies."""
 
-    def __init__(self, count: int, listener: socket.socket, env: dict[str, str]) -> None:
+    def __init__(self, count: int, listener: socket.socket, env: dict[str, str],
+                 metrics_dir: Path | None = None) -> None:
         self.listener = listener
         self.env = env
+        self.metrics_dir = metrics_dir
         self.slots = [_Slot(index) for index in range(count)]
         self.stopping = False
 
@@ -105,6 +108,8 @@ class WorkerPool:
                     log.error("worker %d (pid %d) exited with %s; starting it again in %.0fs", slot.index,
                               process.pid, process.returncode, slot.backoff)
                     slot.process = None
+                    if self.metrics_dir is not None:  # its counters stay summed; its live gauges go
+                        multiprocess.mark_process_dead(process.pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
                 elif process is None and now >= slot.next_start:
                     slot.restarts += 1
                     self._spawn(slot)
@@ -171,9 +176,8 @@ async def _serve(runtime: Runtime, settings: ServerSettings, tracking_uri: str,
     metrics_dir = settings.state_dir / "worker-metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)  # counts of an earlier run must not be summed in
     metrics_dir.mkdir(parents=True, mode=0o700)
-    pool = WorkerPool(settings.workers, listener, _worker_env(settings, tracking_uri,
-                                                              listener.getsockname()[1], control_url, token,
-                                                              metrics_dir))
+    env = _worker_env(settings, tracking_uri, listener.getsockname()[1], control_url, token, metrics_dir)
+    pool = WorkerPool(settings.workers, listener, env, metrics_dir)
     controller.workers = pool.describe
     tasks: list[asyncio.Task[None]] = []
     try:

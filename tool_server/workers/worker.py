@@ -7,6 +7,7 @@ Every answer carries `X-Toolbridge-Worker: <pid>`, so an operator (or a test) se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 
@@ -85,7 +86,9 @@ def main() -> None:
                       control=ControlClient(own.control_url, own.control_token.get_secret_value()))
     listener = socket.socket(fileno=own.listen_fd)  # the controller's socket: the family is read from it
     config = uvicorn.Config(WorkerHeader(create_app(runtime)), **server_options())
-    _WorkerServer(config).run(sockets=[listener])
+    # Ctrl-C in a terminal reaches every worker too: uvicorn stops gracefully, then re-raises the signal.
+    with contextlib.suppress(KeyboardInterrupt):
+        _WorkerServer(config).run(sockets=[listener])
 
 
 if __name__ == "__main__":
