@@ -100,6 +100,8 @@ class Controller:
             changed = self._changed
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), LONG_POLL_SECONDS)
+        if self._stopping:  # a 503 makes a worker back off until its own SIGTERM, never spin on the table
+            return _json({"error": "stopping", "message": "the controller is stopping"}, 503)
         return Response(self._body, media_type="application/json")
 
     async def _status_endpoint(self, request: Request) -> Response:

@@ -131,6 +131,10 @@ class RouteFollower:
                 log.warning("worker %d keeps routing table %d: %s", os.getpid(), self.generation, exc)
                 await asyncio.sleep(delay)
                 delay = min(5.0, delay * 2)
+            except Exception:  # a bug in one table must not end the following: log it, try again
+                log.exception("worker %d could not apply a routing table", os.getpid())
+                await asyncio.sleep(delay)
+                delay = min(5.0, delay * 2)
 
     async def _apply(self, generation: int, table: dict[str, Any]) -> None:
         followed = decode_table(table, self._connect, self._lives)

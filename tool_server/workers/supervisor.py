@@ -180,9 +180,11 @@ async def _serve(runtime: Runtime, settings: ServerSettings, tracking_uri: str,
     pool = WorkerPool(settings.workers, listener, env, metrics_dir)
     controller.workers = pool.describe
     tasks: list[asyncio.Task[None]] = []
+    started = False
     try:
         tasks.append(asyncio.create_task(control.serve(sockets=[control_socket])))
         await runtime.start()
+        started = True
         controller.publish_if_changed()  # a first table before the first worker asks
         tasks.append(asyncio.create_task(controller.publish_forever()))
         if not stop.is_set():
@@ -198,6 +200,7 @@ async def _serve(runtime: Runtime, settings: ServerSettings, tracking_uri: str,
         for task in tasks[1:]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await runtime.stop()
+        if started:  # as uvicorn's lifespan: a start that failed is not followed by a stop
+            await runtime.stop()
         listener.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
