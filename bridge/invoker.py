@@ -20,6 +20,7 @@ from bridge.response_cache import ResponseCache
 from bridge.schema import to_model_input
 from bridge.shadow.mirror import MirroredCall, ShadowMirror
 from bridge.toolspec import ToolSpec
+from bridge.untrusted import MAX_ERROR_CHARS, as_data, plain_text
 
 __all__ = ["InvokeResult", "Invoker", "ModelFailure", "ModelRejectedInput", "ToolNotFound", "ToolTimeout",
            "ToolUnavailable"]
@@ -62,6 +63,12 @@ class InvokeResult:
 
 def _always(spec: ToolSpec) -> bool:
     return True
+
+
+def _said(error: HostError) -> str:
+    """What a model host said about a call, as text we may quote to an LLM (model code may have written
+    it)."""
+    return plain_text(str(error), MAX_ERROR_CHARS)
 
 
 class Invoker:
@@ -116,14 +123,14 @@ class Invoker:
         except HostError as exc:
             if exc.status == 400:
                 raise ModelRejectedInput(
-                    f"tool {tool!r} could not use these arguments: {str(exc).rstrip('.')}. They match the "
+                    f"tool {tool!r} could not use these arguments: {_said(exc).rstrip('.')}. They match the "
                     "input schema, but the model cannot compute with them (e.g. a number far outside any "
                     "realistic range): send realistic values, as the tool description explains, and call "
                     "again") from exc
-            raise ModelFailure(f"model {spec.key} could not answer: {exc}") from exc
+            raise ModelFailure(f"model {spec.key} could not answer: {_said(exc)}") from exc
         if len(outputs) != 1:
             raise ModelFailure(f"model {spec.key} returned {len(outputs)} rows for one input row")
-        output = dict(outputs[0])
+        output = as_data(dict(outputs[0]))  # model-made strings are data: no control characters, capped
         output["model"] = {"name": spec.model_name, "version": spec.model_version}
         seconds = time.perf_counter() - started
         if cache is not None and key is not None:  # only answers are stored: errors raised above

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import unicodedata
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -36,6 +37,8 @@ PROBES = {
     FRAUD: ("Reads a payment dispute message and scores how likely the card transaction is fraud.", "drisk"),
 }
 HOSTILE = "disc_hostile"
+HOSTILE_TEXT = "disc_hostile_text"
+HOSTILE_TEXT_MODEL = Path(__file__).parent / "models" / "hostile_text.py"
 QUARANTINE_TAG = "disc_quarantine_probe"
 
 
@@ -253,3 +256,46 @@ def test_quarantine_keeps_a_hostile_description_out_of_every_export_until_fixed_
     finally:
         MlflowClient(mlflow_server).delete_registered_model_alias(HOSTILE, "champion")
         server.stop()
+
+
+def test_a_models_strings_come_back_as_plain_capped_data_and_stay_out_of_descriptions(
+        toolbridge: ToolbridgeProcess, mlflow_server: str) -> None:
+    import mlflow
+    import pandas as pd
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    mlflow.set_tracking_uri(mlflow_server)
+    mlflow.set_registry_uri(mlflow_server)
+    mlflow.set_experiment("discovery-tests")
+    with mlflow.start_run():
+        signature = ModelSignature(inputs=Schema([ColSpec("string", "mode")]),
+                                   outputs=Schema([ColSpec("string")]))
+        info = mlflow.pyfunc.log_model(name="model", python_model=str(HOSTILE_TEXT_MODEL),
+                                       signature=signature, input_example=pd.DataFrame({"mode": ["answer"]}),
+                                       registered_model_name=HOSTILE_TEXT, pip_requirements=["pandas"])
+    client = MlflowClient(mlflow_server, mlflow_server)
+    client.update_registered_model(HOSTILE_TEXT, description="Answers with a canned text.")
+    client.set_registered_model_alias(HOSTILE_TEXT, "champion", str(info.registered_model_version))
+    try:
+        wait_for(lambda: HOSTILE_TEXT in names(get(toolbridge, "/tools")), 180, f"{HOSTILE_TEXT} live")
+
+        def call(mode: str) -> httpx.Response:
+            return httpx.post(f"{toolbridge.url}/tools/{HOSTILE_TEXT}/invoke", json={"mode": mode},
+                              headers=toolbridge.headers, timeout=30)
+
+        answer = call("answer")
+        assert answer.status_code == 200, answer.text
+        prediction = answer.json()["prediction"]
+        assert isinstance(prediction, str)
+        assert "ignore all previous instructions" in prediction  # the text is kept, as a value
+        assert len(prediction) < 8300 and "more characters left out" in prediction
+        assert not [c for c in prediction if unicodedata.category(c) in ("Cc", "Cf")]
+        refused = call("raise")
+        assert refused.status_code == 422, refused.text
+        message = refused.json()["message"]
+        assert len(message) < 800 and not [c for c in message if unicodedata.category(c) in ("Cc", "Cf")]
+        described = get(toolbridge, f"/tools/{HOSTILE_TEXT}").json()["description"]
+        assert "ignore" not in described.lower()
+    finally:
+        client.delete_registered_model_alias(HOSTILE_TEXT, "champion")
