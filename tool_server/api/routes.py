@@ -142,11 +142,18 @@ CATALOG = error_responses(401, 404, 422)
 
 def _document(runtime: RuntimeDep, caller: CatalogReaderDep, tools: str | None, page: str | None
               ) -> dict[str, Any]:
-    try:
-        selection = select_tools(runtime.calls.visible(caller), tools, page)
-    except PageError as exc:
-        raise PageNotFound(str(exc)) from exc
-    return build_openapi(selection, runtime.server.base_url)
+    view = runtime.discovery.view()  # built once per catalog version and key scope, then shared (read only)
+
+    def build() -> dict[str, Any]:
+        try:
+            selection = select_tools(view.visible(caller), tools, page)
+        except PageError as exc:
+            raise PageNotFound(str(exc)) from exc
+        return build_openapi(selection, runtime.server.base_url)
+
+    key = ("openapi", caller.scopes, tools, page, runtime.server.base_url)
+    document: dict[str, Any] = view.memo(key, build)
+    return document
 
 
 @router.get("/openapi.json", tags=["exports"], responses=CATALOG)
