@@ -125,7 +125,8 @@ def test_up_demo_then_sigkill_then_restart_on_the_same_state_dir(tmp_path: Path)
         before = [f"before-kill-{i}" for i in range(5)]
         for request_id in before:
             assert invoke(first.url, agent, "fin_sentiment", HEADLINE, request_id).status_code == 200
-        assert invoke(first.url, revoked, "fin_sentiment", HEADLINE).status_code == 401
+        wait_for(lambda: invoke(first.url, revoked, "fin_sentiment", HEADLINE).status_code == 401, 1.0,
+                 "the revocation seen by the key cache")
         assert audited_ids(first.url, first.headers, "agent-a") == set(before)
         admin_key = first.admin_key
 

@@ -107,7 +107,7 @@ def test_a_scoped_key_sees_and_calls_only_its_tools(toolbridge: ToolbridgeProces
         assert names(http.get("/tools")) == {"credit_risk"}  # Bearer works as well as X-API-Key
 
 
-def test_a_revoked_key_stops_working_at_once(
+def test_a_revoked_key_stops_working_within_a_second(
     toolbridge: ToolbridgeProcess, demo_tools: dict[str, Any]
 ) -> None:
     key = issue(toolbridge, "short-lived", "fin_*")
@@ -115,9 +115,11 @@ def test_a_revoked_key_stops_working_at_once(
                       timeout=30).status_code == 200
     done = toolbridge_cli(toolbridge.state_dir, "keys", "revoke", "short-lived")
     assert done.returncode == 0 and "revoked 'short-lived'" in done.stdout
-    after = httpx.post(f"{toolbridge.url}/tools/fin_sentiment/invoke", json=HEADLINE, headers=bearer(key),
-                       timeout=30)
-    assert after.status_code == 401 and after.json()["error"] == "unauthenticated"
+    # The server's key cache sees the CLI's revocation at its next refresh (every 0.5 s).
+    after = wait_for(lambda: (answer := httpx.post(f"{toolbridge.url}/tools/fin_sentiment/invoke",
+                                                   json=HEADLINE, headers=bearer(key), timeout=30)
+                              ).status_code == 401 and answer, 1.0, "the revoked key refused", interval=0.05)
+    assert after.json()["error"] == "unauthenticated"
     listed = toolbridge_cli(toolbridge.state_dir, "keys", "list", "--json")
     states = {row["name"]: row["state"] for row in map(json.loads, listed.stdout.splitlines())}
     assert states["short-lived"] == "revoked" and states["admin"] == "active" and key not in listed.stdout
