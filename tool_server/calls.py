@@ -24,7 +24,7 @@ from tool_server.access.audit import AuditLog, AuditRecord
 from tool_server.access.keys import KeyStore
 from tool_server.access.limits import RateLimiter
 from tool_server.access.scopes import AccessError, Principal, RateLimited, may_call, tool_forbidden
-from tool_server.ops.logs import REQUEST_ID
+from tool_server.ops.logs import ACCESS_NOTE, REQUEST_ID, access_log
 
 __all__ = ["CallContext", "ErrorCode", "Gateway", "InvalidBody", "decode_arguments"]
 
@@ -35,8 +35,6 @@ CLIENT_CLOSED = (499, "client_closed")  # the caller hung up before the answer (
 CallObserver = Callable[[str, str, str, str, float], None]
 # (model name, version that answered or None, outcome) of each call that reached a model's tool: usage counts.
 UsageObserver = Callable[[str, str | None, str], None]
-
-access_log = logging.getLogger("tool_server.access")
 
 
 class InvalidBody(Exception):
@@ -158,11 +156,15 @@ class Gateway:
                            result.model_version if result else None, outcome)
         model_version = result.model_version if result else version
         # The access line: the key's public id, never the key; never the inputs (the audit decides those).
-        access_log.info(
-            "%s %s: %s %d in %.1f ms", context.channel, name[:128], outcome, status, latency * 1000,
-            extra={"request_id": context.request_id, "tool": name[:128], "version": model_version,
-                   "channel": context.channel, "outcome": outcome, "status": status, "error": kind,
-                   "latency_ms": round(latency * 1000, 3), "key_id": who.key_id})
+        fields = {"tool": name[:128], "version": model_version, "channel": context.channel,
+                  "outcome": outcome, "error": kind, "key_id": who.key_id}
+        note = ACCESS_NOTE.get() if context.channel == "http" else None
+        if note is not None:  # the HTTP request's own access line carries them: one line a call
+            note.fields.update(fields)
+        elif access_log.isEnabledFor(logging.INFO):
+            access_log.info("%s %s: %s %d in %.1f ms", context.channel, name[:128], outcome, status,
+                            latency * 1000, extra={**fields, "request_id": context.request_id,
+                                                   "status": status, "latency_ms": round(latency * 1000, 3)})
         self.audit.record(AuditRecord(
             time=datetime.now(UTC), request_id=context.request_id, key_id=who.key_id, key_name=who.name,
             tool=name[:128], model_version=model_version,

@@ -181,9 +181,14 @@ class Runtime:
         assert self.watcher is not None
         sync = self.watcher.status
         age = time.time() - sync.last_success_at if sync.last_success_at else None
+        versions = self.bridge.status()
+        # How far the approved versions are (a cold start loads them all); warm ones are no longer approved.
+        counts = {state: sum(1 for row in versions if row.state == state)
+                  for state in ("loading", "live", "failed")}
         return {
-            "sync": {**sync.model_dump(), "last_success_age_seconds": age, "mlflow_uri": self.tracking_uri},
-            "versions": [VersionStatusPublic(**row.__dict__).model_dump() for row in self.bridge.status()],
+            "sync": {**sync.model_dump(), "last_success_age_seconds": age, "mlflow_uri": self.tracking_uri,
+                     **counts, "total": sum(counts.values())},
+            "versions": [VersionStatusPublic(**row.__dict__).model_dump() for row in versions],
             "excluded": [e.model_dump() for e in self.watcher.snapshot.excluded],
             "hosts": await self.bridge.host_status(),
         }

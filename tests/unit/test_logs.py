@@ -96,7 +96,7 @@ async def test_lines_logged_while_serving_a_request_carry_its_id_and_only_those(
         given = await client.get("/", headers={"X-Request-ID": "agent-run-42.step-3"})
         minted = await client.get("/", headers={"X-Request-ID": "bad id with spaces"})
     logging.getLogger("toolbridge.test").info("after the requests")
-    first, second, after = parsed(lines)
+    first, second, after = [line for line in parsed(lines) if line["logger"] != "tool_server.access"]
     assert first["message"] == "serving" and first["request_id"] == "agent-run-42.step-3"
     assert given.headers["X-Request-ID"] == "agent-run-42.step-3"
     assert second["request_id"] == minted.headers["X-Request-ID"] != "bad id with spaces"
@@ -203,3 +203,61 @@ def test_uvicorns_access_and_error_lines_come_out_as_json_with_the_request_id(re
     assert access["logger"] == "uvicorn.access" and access["request_id"] == "req-9"
     assert access["message"] == '127.0.0.1:5 - "GET /tools HTTP/1.1" 200' and "color_message" not in access
     assert error["logger"] == "uvicorn.error" and "request_id" not in error
+
+
+@pytest.mark.anyio
+async def test_each_http_request_logs_one_access_line_and_a_tool_call_adds_the_gateways_fields_to_it(
+        lines: io.StringIO, tmp_path: Path, anyio_backend: str) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'logs.db'}")
+    keys = KeyStore(engine)
+    key, info = keys.create("agent", {"credit_*"})
+    specs = {"credit_risk": spec("credit_risk")}
+    gateway = Gateway(lambda: list(specs.values()), specs.get, LoggingInvoker(), keys,  # type: ignore[arg-type]
+                      AuditLog(engine), RateLimiter(1e6), error_code)
+    who = keys.authenticate(key)
+
+    async def invoke(request: Request) -> PlainTextResponse:
+        context = CallContext(request.scope["state"]["request_id"], "http")
+        await gateway.invoke(who, request.path_params["name"], context, raw=await request.body())
+        return PlainTextResponse("{}")
+
+    async def catalog(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("[]")
+
+    app = RequestId(Starlette(routes=[Route("/tools/{name}/invoke", invoke, methods=["POST"]),
+                                      Route("/tools", catalog)]))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        called = await client.post("/tools/credit_risk/invoke?token=tbc_secret", json={"income": 123456},
+                                   headers={"X-Request-ID": "call-1"})
+        listed = await client.get("/tools", headers={"X-Request-ID": "list-1"})
+    assert called.headers["X-Request-ID"] == "call-1" and listed.headers["X-Request-ID"] == "list-1"
+    access = [line for line in parsed(lines) if line["logger"] == "tool_server.access"]
+    assert [line["request_id"] for line in access] == ["call-1", "list-1"], "one access line a request"
+    call, listing = access
+    assert call["message"].startswith("POST /tools/credit_risk/invoke 200 ok in ")
+    assert {k: call[k] for k in ("method", "path", "status", "tool", "version", "channel", "outcome", "error",
+                                 "key_id")} == {
+        "method": "POST", "path": "/tools/credit_risk/invoke", "status": 200, "tool": "credit_risk",
+        "version": "7", "channel": "http", "outcome": "ok", "error": None, "key_id": info.id}
+    assert isinstance(call["latency_ms"], float) and call["latency_ms"] > 0
+    assert listing["message"].startswith("GET /tools 200 in ") and "tool" not in listing
+    ours = json.dumps(parsed(lines))  # (httpx, the test client, logs the URL it requests)
+    assert "tbc_secret" not in ours and "123456" not in ours and key not in ours
+
+
+def test_minted_request_ids_are_unique_and_differ_in_a_forked_child() -> None:
+    import os
+
+    from tool_server.api.middleware import _new_request_id
+
+    ids = {_new_request_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: what a forked worker would mint first
+        os.write(write, _new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    child_id = os.read(read, 100).decode()
+    os.waitpid(pid, 0)
+    assert child_id and child_id[:12] != next(iter(ids))[:12] and child_id not in ids

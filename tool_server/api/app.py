@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from tool_server.api.discovery import router as discovery_router
 from tool_server.api.errors import add_exception_handlers, document_error_bodies
-from tool_server.api.middleware import ApiKeyGate, BodyLimit, HostGuard, HostPolicy, RequestId
+from tool_server.api.middleware import ApiKeyGate, BodyLimit, HostGuard, HostPolicy, RequestId, fast_http
 from tool_server.api.routes import router
 from tool_server.api.webhooks import router as hooks_router
 from tool_server.exports.mcp_server import MCP_PATH, McpEndpoint
@@ -25,8 +25,9 @@ __all__ = ["create_app", "server_options"]
 
 def server_options() -> dict[str, Any]:
     """uvicorn's options for every tool-server process, single or worker."""
-    # log_config=None, log_level=None: uvicorn's lines go through our handler, at our level.
-    return {"log_config": None, "log_level": None}
+    # log_config=None, log_level=None: uvicorn's lines go through our handler, at our level. access_log=False:
+    # the RequestId middleware writes each request's one access line (tool_server/ops/logs.py).
+    return {"log_config": None, "log_level": None, "access_log": False, **fast_http()}
 
 
 def create_app(runtime: Runtime) -> FastAPI:

@@ -1,38 +1,57 @@
-"""Pure-ASGI guards in front of every route: request ids, Host/Origin checks (DNS rebinding), the body size
-limit, and the API-key gate of /mcp.
+"""Pure-ASGI guards in front of every route: request ids and the one access line, Host/Origin checks (DNS
+rebinding; the policy is api/host_policy.py), the body size limit, and the API-key gate of /mcp.
+
+They run on every request, so they do no per-request work that can be done once: raw header lookups
+instead of `Headers` objects, Host/Origin decisions cached per pair, no byte counting when Content-Length
+already bounds the body.
 
 Pure ASGI rather than BaseHTTPMiddleware: that one buffers streamed (SSE) answers, which MCP relies on.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
+import functools
+import itertools
 import logging
+import os
 import re
-import uuid
+import secrets
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, NamedTuple
-from urllib.parse import urlsplit
+from typing import Any
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tool_server.access.scopes import Principal, Unauthenticated, presented_key
 from tool_server.api.encoding import PythonJSONResponse
-from tool_server.ops.logs import REQUEST_ID
-from tool_server.settings import ANY, ServerSettings, host_name, web_origin
+from tool_server.api.host_policy import UNCHECKED_PATHS, HostPolicy, Refusal, shown
+from tool_server.ops.logs import ACCESS_NOTE, REQUEST_ID, AccessNote, access_log
 
 __all__ = ["REQUEST_ID_HEADER", "ApiKeyGate", "BodyLimit", "BodyTooLarge", "HostGuard", "HostPolicy",
-           "Refusal", "RequestId", "principal_of", "request_id_of"]
+           "Refusal", "RequestId", "fast_http", "principal_of", "request_id_of"]
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _CALLER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # a caller's id goes into the audit: keep it tame
+
+
+def fast_http() -> dict[str, str]:
+    """uvicorn options: uvloop's event loop and the httptools parser (C) rather than asyncio's loop and h11
+    (pure Python), named explicitly so a missing one is a warning, not a silent fallback."""
+    options = {}
+    for option, module, value in (("loop", "uvloop", "uvloop"), ("http", "httptools", "httptools")):
+        try:
+            __import__(module)
+        except ImportError:
+            log.warning("%s is not installed: the tool server runs slower without it (pip install "
+                        "'uvicorn[standard]')", module)
+        else:
+            options[option] = value
+    return options
 
 
 class BodyTooLarge(Exception):
@@ -47,7 +66,7 @@ def _state(scope: Scope) -> dict[str, Any]:
 
 
 def request_id_of(scope: Scope) -> str:
-    return str(_state(scope).get("request_id") or uuid.uuid4().hex)
+    return str(_state(scope).get("request_id") or _new_request_id())
 
 
 def principal_of(scope: Scope) -> Principal | None:
@@ -57,7 +76,8 @@ def principal_of(scope: Scope) -> Principal | None:
 
 class RequestId:
     """Every answer carries X-Request-ID: the caller's own (if sane) or a new one; the audit records it, and
-    so does every log line written while the request is served (uvicorn's access line included)."""
+    so does every log line written while the request is served. When the answer has gone, it writes the
+    request's one access line (ops/logs.py), with the Gateway's fields for a tool call."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -66,20 +86,67 @@ class RequestId:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
-        request_id = given if _CALLER_ID.match(given) else uuid.uuid4().hex
+        started = time.perf_counter()
+        given = _header(scope, b"x-request-id")
+        request_id = given if given and _CALLER_ID.match(given) else _new_request_id()
         _state(scope)["request_id"] = request_id
+        status = 500  # if the app fails before it answers, the server answers 500
+        header = (REQUEST_ID_HEADER.encode(), request_id.encode())
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        token = REQUEST_ID.set(request_id)
+        note = AccessNote()
+        token, note_token = REQUEST_ID.set(request_id), ACCESS_NOTE.set(note)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            ACCESS_NOTE.reset(note_token)
+            _log_access(scope, request_id, status, time.perf_counter() - started, note.fields)
             REQUEST_ID.reset(token)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """One request header (`name` in lowercase, as ASGI servers give them), without building Headers."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _log_access(scope: Scope, request_id: str, status: int, seconds: float, call: dict[str, Any]) -> None:
+    """The request's one access line: method, path (never the query: catalog tokens ride in it), status,
+    latency; for a tool call, what the Gateway noted (tool, version, outcome, error, key id)."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    latency_ms = round(seconds * 1000, 3)
+    method, path = scope["method"], scope["path"][:300]
+    outcome = f" {call['outcome']}" if "outcome" in call else ""
+    access_log.info("%s %s %d%s in %.1f ms", method, path, status, outcome, latency_ms,
+                    extra={**call, "request_id": request_id, "method": method, "path": path,
+                           "status": status, "latency_ms": latency_ms})
+
+
+# Request ids: a random prefix per process and a counter. uuid4 reads os.urandom on every call, which showed
+# in the profile of a tool call (bench/README.md); unique across workers and replicas by the prefix.
+_id_counter = itertools.count()
+_id_prefix = secrets.token_hex(6)
+
+
+def _new_prefix() -> None:
+    global _id_prefix, _id_counter
+    _id_prefix, _id_counter = secrets.token_hex(6), itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_prefix)  # a forked worker must not repeat its parent's ids
+
+
+def _new_request_id() -> str:
+    return f"{_id_prefix}{next(_id_counter):020x}"
 
 
 class BodyLimit:
@@ -92,11 +159,15 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = Headers(scope=scope).get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            error = BodyTooLarge(self.limit)
-            await PythonJSONResponse({"error": "body_too_large", "message": str(error), "problems": []},
-                                     status_code=413)(scope, receive, send)
+        length = _header(scope, b"content-length")
+        if length is not None and length.isdigit():
+            if int(length) > self.limit:
+                error = BodyTooLarge(self.limit)
+                await PythonJSONResponse({"error": "body_too_large", "message": str(error), "problems": []},
+                                         status_code=413)(scope, receive, send)
+                return
+            # The server reads no more than Content-Length: nothing to count.
+            await self.app(scope, receive, send)
             return
         seen = 0
 
@@ -138,125 +209,10 @@ class ApiKeyGate:
         await self.app(scope, receive, send)
 
 
-class Refusal(NamedTuple):
-    status: int
-    error: str
-    message: str
-
-
-LOOPBACK_NAME = "localhost"  # browsers resolve it to loopback themselves: no DNS answer can rebind it
-UNCHECKED_PATHS = frozenset({"/healthz"})  # probes send the pod's IP or a service name; it tells nothing
-
-
-def _shown(value: str) -> str:
-    return repr(value[:100] + ("..." if len(value) > 100 else ""))
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
-
-
-def _same_origins(host: str) -> tuple[str, ...]:
-    """The origins of pages served under this Host (by us, or by a TLS proxy in front of us)."""
-    try:
-        return web_origin(f"http://{host}"), web_origin(f"https://{host}")
-    except ValueError:
-        return ()
-
-
-@dataclass(frozen=True)
-class HostPolicy:
-    """Which Host and Origin headers a request may carry: the guard against DNS rebinding (docs/security.md).
-
-    A DNS-rebinding attack makes a visitor's browser send requests to Toolbridge from a page of another site,
-    under that site's name: the Host is the attacker's name and a cross-site Origin is the attacker's page.
-    So a Host is accepted when it is a name this server answers to (`names`, a domain in `domains`, or
-    `localhost`, which no DNS answer can rebind) or an IP address (a browser sends an IP as Host only when its
-    page was loaded from that address, i.e. from us; probes and scrapers use it too). Ports are not compared:
-    the attacker picks the name, not the port. An Origin, when present, must be one of `origins` or the
-    request's own Host (same origin, and only when the Host is one of ours, not merely allowed by `*`).
-    Requests without Origin (servers, curl, the SDKs) or without Host pass: browsers always send Host.
-    """
-
-    names: frozenset[str] = frozenset()
-    domains: tuple[str, ...] = ()  # ".example.com": it and its subdomains
-    origins: frozenset[str] = frozenset()
-    any_host: bool = False
-    any_origin: bool = False
-
-    @classmethod
-    def of(cls, settings: ServerSettings) -> HostPolicy:
-        """From TOOLBRIDGE_PUBLIC_URL, the listen address and TOOLBRIDGE_ALLOWED_HOSTS / _ORIGINS."""
-        names, origins = set(settings.allowed_hosts), set(settings.allowed_origins)
-        if settings.public_url:
-            public = urlsplit(settings.public_url)
-            try:
-                origins.add(web_origin(f"{public.scheme}://{public.netloc}"))
-                names.add(host_name(public.netloc))
-            except ValueError:
-                log.warning("TOOLBRIDGE_PUBLIC_URL=%r is not an http(s) URL: the Host and Origin checks "
-                            "ignore it", settings.public_url)
-        bind = settings.host.strip("[]").lower()
-        if not _is_ip(bind) and bind not in ("", LOOPBACK_NAME):
-            with contextlib.suppress(ValueError):  # not a name: uvicorn will say what is wrong with it
-                names.add(host_name(bind))  # bound to a name: clients may use it
-        everywhere = bind in ("", "0.0.0.0", "::")
-        if settings.port and (everywhere or bind == LOOPBACK_NAME or _is_ip(bind)
-                              and ipaddress.ip_address(bind).is_loopback):
-            # Pages of ours loaded under another loopback name (localhost vs 127.0.0.1) are still ours.
-            origins.update(f"http://{name}:{settings.port}" for name in ("localhost", "127.0.0.1", "[::1]"))
-        return cls(names=frozenset(n for n in names if n != ANY and not n.startswith(".")),
-                   domains=tuple(sorted(n for n in names if n.startswith("."))),
-                   origins=frozenset(origins - {ANY}), any_host=ANY in names, any_origin=ANY in origins)
-
-    def _ours(self, name: str) -> bool:
-        return (name == LOOPBACK_NAME or name in self.names or _is_ip(name)
-                or any(name == domain[1:] or name.endswith(domain) for domain in self.domains))
-
-    def refusal(self, host: str | None, origin: str | None) -> Refusal | None:
-        """None when a request with these headers may go on; else its status, error code and message."""
-        ours = False
-        if host is not None:
-            try:
-                ours = self._ours(host_name(host))
-            except ValueError:
-                ours = False
-            if not ours and not self.any_host:
-                return self._bad_host(host)
-        if origin is None or self.any_origin:
-            return None
-        try:
-            sent = web_origin(origin)
-        except ValueError:
-            sent = None  # "null" (sandboxed frames, file: pages) and anything that is no origin
-        if sent is not None and (sent in self.origins or ours and host is not None
-                                 and sent in _same_origins(host)):
-            return None
-        return self._bad_origin(origin, sent)
-
-    def _bad_host(self, host: str) -> Refusal:
-        known = ", ".join(sorted(self.names | {LOOPBACK_NAME} | set(self.domains)))
-        try:
-            fix = f"add {host_name(host)} to TOOLBRIDGE_ALLOWED_HOSTS (comma-separated)"
-        except ValueError:
-            fix = "add its host name to TOOLBRIDGE_ALLOWED_HOSTS (comma-separated)"
-        return Refusal(421, "host_not_allowed",
-                       f"Host {_shown(host)} is not a name this server answers to ({known}, or an IP "
-                       "address). A browser sends such a Host after a DNS-rebinding attack, so the request "
-                       f"was refused. If clients reach Toolbridge under this name, {fix} or set "
-                       "TOOLBRIDGE_PUBLIC_URL to the URL they use.")
-
-    def _bad_origin(self, origin: str, sent: str | None) -> Refusal:
-        fix = f"add {sent} to TOOLBRIDGE_ALLOWED_ORIGINS (comma-separated)" if sent else (
-            "serve it from an http(s) origin listed in TOOLBRIDGE_ALLOWED_ORIGINS")
-        return Refusal(403, "origin_not_allowed",
-                       f"Origin {_shown(origin)} may not call this server: the request comes from a web page "
-                       f"of another site, sent by a visitor's browser. If that page is yours, {fix}. Clients "
-                       "that are not browsers send no Origin and are not affected.")
+@functools.lru_cache(maxsize=1024)
+def _refusal(policy: HostPolicy, host: str | None, origin: str | None) -> Refusal | None:
+    # Clients send the same few Host/Origin pairs over and over: decide each pair once, not per request.
+    return policy.refusal(host, origin)
 
 
 class HostGuard:
@@ -268,11 +224,11 @@ class HostGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in UNCHECKED_PATHS:
-            headers = Headers(scope=scope)
-            refusal = self.policy.refusal(headers.get("host"), headers.get("origin"))
+            host, origin = _header(scope, b"host"), _header(scope, b"origin")
+            refusal = _refusal(self.policy, host, origin)
             if refusal is not None:
                 log.warning("%s %s refused: %s (Host %s, Origin %s)", scope["method"], scope["path"],
-                            refusal.error, _shown(headers.get("host", "")), _shown(headers.get("origin", "")))
+                            refusal.error, shown(host or ""), shown(origin or ""))
                 answer = PythonJSONResponse({"error": refusal.error, "message": refusal.message,
                                              "problems": []}, status_code=refusal.status)
                 await answer(scope, receive, send)

@@ -68,6 +68,7 @@ def up(
     from bridge.runtime import BridgeSettings
     from registry_sync import SyncSettings
     from tool_server.api.app import create_app, server_options
+    from tool_server.cli.progress import show_load_progress
     from tool_server.ops.embedded_mlflow import EmbeddedMlflow, MlflowStartError
     from tool_server.ops.logs import configure_logging
     from tool_server.runtime import Runtime
@@ -120,6 +121,7 @@ def up(
             console.print(f"Registered and promoted to champion: {', '.join(names)}")
         console.print(f"Tool server: [bold]{settings.base_url}[/bold] — tools at {settings.base_url}/tools, "
                       f"OpenAPI for Dify at {settings.base_url}/openapi.json. Ctrl-C stops everything.")
+        show_load_progress(runtime, console)  # on a terminal: the first pass bringing versions live
         if listener is None:
             uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, **server_options())
         else:

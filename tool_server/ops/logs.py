@@ -3,6 +3,11 @@
 Every line logged while a request is served carries its request id (the `X-Request-ID` of the answer and the
 audit record): the RequestId middleware and the Gateway set `REQUEST_ID`, and a Filter copies it onto each
 record. A JSON line reads `{"time", "level", "logger", "message", "request_id"?, ...extra fields}`.
+
+One access line per request (logger `tool_server.access`; uvicorn's own access log is off): the RequestId
+middleware writes it when the answer has gone, with the fields the Gateway noted in `ACCESS_NOTE` for a tool
+call (tool, version, outcome, key id). A tool call over MCP runs outside its HTTP request: the Gateway writes
+its line itself.
 """
 
 from __future__ import annotations
@@ -21,10 +26,23 @@ from rich.logging import RichHandler
 
 from tool_server.settings import ObservabilitySettings
 
-__all__ = ["REQUEST_ID", "JsonLineFormatter", "RequestIdFilter", "TextFormatter", "configure_logging",
-           "log_format"]
+__all__ = ["ACCESS_NOTE", "REQUEST_ID", "AccessNote", "JsonLineFormatter", "RequestIdFilter", "TextFormatter",
+           "access_log", "configure_logging", "log_format"]
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("toolbridge_request_id", default=None)
+access_log = logging.getLogger("tool_server.access")
+
+
+class AccessNote:
+    """What the Gateway adds to the access line of the HTTP request it serves (tool, outcome, key id...)."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self) -> None:
+        self.fields: dict[str, Any] = {}
+
+
+ACCESS_NOTE: ContextVar[AccessNote | None] = ContextVar("toolbridge_access_note", default=None)
 # uvicorn adds an ANSI-coloured copy of each message; Python 3.12 adds the asyncio task name.
 _NOT_FIELDS = (*RESERVED_ATTRS, "color_message", "taskName")
 # Their own loggers log a line per HTTP request Toolbridge makes (to hosts, to MLflow): noise below WARNING.
