@@ -17,7 +17,7 @@ from registry_sync.usage import ModelUsage
 from registry_sync.webhooks import WebhookVerifier, sign
 from tests.servers import RedisServer
 from tool_server.access.audit import AuditLog, AuditRecord, read_records
-from tool_server.access.db import api_keys, audit_log, make_engine
+from tool_server.access.db import DatabaseUnavailable, api_keys, audit_log, make_engine
 from tool_server.access.key_cache import CachedKeyStore, KeySnapshot
 from tool_server.access.keys import KeyInfo, KeyStore, hash_key
 from tool_server.access.migrate import HEAD, current_revision
@@ -151,6 +151,14 @@ def test_a_state_dir_from_before_migrations_upgrades_in_place_keeping_its_rows(t
     (record,) = list(read_records(engine))
     assert record.request_id == "r1" and record.record_id == ""
     assert make_engine(f"sqlite:///{path}") is not None and current_revision(engine) == HEAD  # idempotent
+
+
+def test_an_unusable_database_url_is_refused_with_what_to_fix_and_no_password() -> None:
+    with pytest.raises(DatabaseUnavailable, match=r"not a database URL .*use postgresql\+psycopg://"):
+        make_engine("nonsense")
+    with pytest.raises(DatabaseUnavailable, match=r"u:\*\*\*@127.0.0.1:1/x cannot be reached") as refused:
+        make_engine("postgresql://u:secretpw@127.0.0.1:1/x")  # a bare postgresql:// is read as psycopg
+    assert "secretpw" not in str(refused.value)
 
 
 def _record(request_id: str) -> AuditRecord:

@@ -17,9 +17,14 @@ from sqlalchemy.engine import Engine
 
 from tool_server.access.migrate import upgrade
 
-__all__ = ["access_state", "api_keys", "audit_log", "make_engine", "metadata"]
+__all__ = ["DatabaseUnavailable", "access_state", "api_keys", "audit_log", "make_engine", "metadata"]
 
 metadata = sa.MetaData()
+
+
+class DatabaseUnavailable(RuntimeError):
+    """At start: the database URL is unusable, or the server does not answer (the message says which)."""
+
 
 api_keys = sa.Table(
     "api_keys", metadata,
@@ -93,7 +98,19 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     else:
         # A short connect timeout: while the database restarts, the key cache refresh and the audit writer
         # retry instead of hanging.
-        engine = sa.create_engine(_driver(url), pool_pre_ping=True, pool_size=pool_size,
-                                  max_overflow=pool_size, connect_args={"connect_timeout": 3})
-    upgrade(engine)
+        try:
+            engine = sa.create_engine(_driver(url), pool_pre_ping=True, pool_size=pool_size,
+                                      max_overflow=pool_size, connect_args={"connect_timeout": 3})
+        except (sa.exc.ArgumentError, ImportError) as exc:  # a scheme we have no driver for
+            raise DatabaseUnavailable(f"TOOLBRIDGE_DATABASE_URL is not a database URL Toolbridge can use "
+                                      f"({exc}); use postgresql+psycopg://user:password@host:5432/name, or "
+                                      "unset it for SQLite in the state dir") from exc
+    try:
+        upgrade(engine)
+    except sa.exc.OperationalError as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        reason = " ".join(str(exc.orig).split())[:300]
+        raise DatabaseUnavailable(f"the keys and audit database {where} cannot be reached or migrated "
+                                  f"({reason}); check TOOLBRIDGE_DATABASE_URL and that the server "
+                                  "runs") from exc
     return engine
