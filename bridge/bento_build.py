@@ -33,6 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 import bentoml
 import yaml
 from bentoml.exceptions import BentoMLException, NotFound
+from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
 from packaging.requirements import InvalidRequirement, Requirement
@@ -251,9 +252,14 @@ def _import_model(name: str, model_uri: str, tracking_uri: str, labels: dict[str
     for existing in sorted(imported, key=lambda m: m.creation_time, reverse=True):
         if identity.items() <= existing.info.labels.items():
             return existing, True
-    # bentoml.mlflow.import_model(name, model_uri) downloads through mlflow's process-wide tracking URI;
-    # downloading with ours explicitly and importing the local copy leaves no global state behind.
-    local = download_artifacts(artifact_uri=model_uri, dst_path=str(workdir / "download"),
+    # bentoml.mlflow.import_model(name, model_uri) downloads through mlflow's process-wide tracking URI, and
+    # so does mlflow's own `models:/` resolution (whatever registry_uri it is given): resolving the version's
+    # artifact location with our client and downloading that (S3, or proxied mlflow-artifacts:/) leaves no
+    # global state behind.
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    location = client.get_model_version_download_uri(labels[LABEL("model_name")],
+                                                     labels[LABEL("model_version")])
+    local = download_artifacts(artifact_uri=location, dst_path=str(workdir / "download"),
                                tracking_uri=tracking_uri, registry_uri=tracking_uri)
     model = bentoml.mlflow.import_model(name, local, labels=labels, metadata={"model_uri": model_uri})
     return model, False
