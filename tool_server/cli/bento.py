@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["BuildTarget", "TargetError", "bento_app", "cli_api_key", "target_from_mlflow",
            "target_from_toolbridge"]
 
-bento_app = typer.Typer(help="Package tools as Bentos: one deployable image per approved model version.",
+bento_app = typer.Typer(help="Package tools as Bentos: one image per approved version, or the model host.",
                         no_args_is_help=True)
 console = Console(stderr=True)  # stdout stays clean for --json
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -123,7 +123,7 @@ def _report(result: BuildResult, archive: Path | None) -> None:
 
 @bento_app.callback()
 def _bento() -> None:
-    """Package tools as Bentos: one deployable image per approved model version."""
+    """Package tools as Bentos: one image per approved version, or the generic model host."""
 
 
 @bento_app.command("build")
@@ -179,6 +179,44 @@ def build(
                                     "archive": None if archive is None else str(archive)}
         typer.echo(json.dumps(document, indent=2))
     _report(result, archive)
+
+
+@bento_app.command("build-host")
+def build_host(
+    flavor: Annotated[list[str] | None, typer.Option(
+        help="MLflow flavor whose models the host must load (repeat for several) [default: sklearn]")] = None,
+    package: Annotated[list[str] | None, typer.Option(
+        help="another pip requirement for the image, e.g. my-features==1.2 (repeat for several)")] = None,
+    output: Annotated[Path | None, typer.Option(help="also export the Bento as an archive into this folder")
+                      ] = None,
+    bentoml_home: Annotated[Path | None, typer.Option(envvar="BENTOML_HOME",
+                                                      help="BentoML store (default: ~/bentoml)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON on stdout")] = False,
+) -> None:
+    """Build the generic model host as a Bento (no model inside): the image of a remote host pool's replicas,
+    which load any approved version on its first call (TOOLBRIDGE_HOST_POOLS, docs/deploy.md)."""
+    from bridge.bento_build import BentoBuildError, export_bento
+    from bridge.hosting.host_bento import build_host_bento
+
+    try:
+        with console.status("Building the model-host Bento..."):
+            result = build_host_bento(flavor or ["sklearn"], bentoml_home=bentoml_home,
+                                      extra_packages=package or [])
+            archive = None if output is None else export_bento(result.tag, output, bentoml_home=bentoml_home)
+    except BentoBuildError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps({**asdict(result), "path": str(result.path),
+                               "archive": None if archive is None else str(archive)}, indent=2))
+    console.print(f"Built Bento [bold]{result.tag}[/bold] in {result.seconds:.1f}s: the model host for "
+                  f"{result.labels['toolbridge.flavors']} models, no model inside\n"
+                  f"  python {result.python_version}: {' '.join(result.python_packages)}")
+    for note in result.notes:
+        console.print(f"[yellow]  note: {note}[/yellow]")
+    console.print(f"Make the image (needs Docker): bentoml containerize {result.tag}\n"
+                  "Run it with MLFLOW_TRACKING_URI (and TOOLBRIDGE_HOST_MEMORY_BUDGET_MB); point "
+                  "TOOLBRIDGE_HOST_POOLS at its Service: `toolbridge deploy kubernetes` writes both")
 
 
 if __name__ == "__main__":
