@@ -105,8 +105,9 @@ class Runtime:
         self.discovery = Discovery(DiscoverySettings(), self.bridge.catalog,
                                    lambda: self.bridge.reconciler.routes,
                                    lambda spec: self.bridge.snapshot.refs.get(spec.key),
-                                   lint_sink=MlflowRegistry(tracking_uri))
-        self.bridge.catalog_listeners.append(self.discovery.write_lint_tags)
+                                   # one writer of the lint tags: the controller, not each worker
+                                   lint_sink=MlflowRegistry(tracking_uri) if control is None else None)
+        self.bridge.catalog_listeners.append(self.discovery.on_catalog_changed)
         self.security = security or SecuritySettings()
         self.engine = make_engine(self.security.url(server.state_dir), self.security.database_pool_size)
         self.keys = CachedKeyStore(self.engine, self.security.key_refresh_seconds,
