@@ -84,6 +84,15 @@ class Invoker:
         self._cacheable = cacheable  # per version: not restricted, not opted out by its owners
 
     async def invoke(self, tool: str, arguments: Any, version: str | None = None) -> InvokeResult:
+        if self._shadow is None:
+            return await self._invoke(tool, arguments, version)
+        self._shadow.caller_started()  # shadow calls wait while a caller is being answered
+        try:
+            return await self._invoke(tool, arguments, version)
+        finally:
+            self._shadow.caller_finished()
+
+    async def _invoke(self, tool: str, arguments: Any, version: str | None) -> InvokeResult:
         route = self._routes().get(tool)
         if route is None:
             raise ToolNotFound(f"no tool named {tool!r}; list the available tools at GET /tools")

@@ -2,9 +2,11 @@
 tasks send it to the shadow version, compare both answers and add them to the version's window.
 
 The caller never waits on any of it: `offer` is a sampling draw and a `put_nowait` on the event loop (no
-lock, no await); a full queue drops the call and counts it. A shadow that fails, times out or refuses the
-arguments is counted as a shadow error, never raised. Closed windows and disagreements go to listeners (the
-tool server writes them to MLflow and to its database, off the call path).
+lock, no await); a full queue drops the call and counts it. The shadow runs on spare capacity: by default a
+worker sends its call only while no caller's call is in progress in this process, so under sustained load the
+queue fills and shadow calls are dropped (counted) rather than slowing callers down. A shadow that fails,
+times out or refuses the arguments is counted as a shadow error, never raised. Closed windows and
+disagreements go to listeners (the tool server writes them to MLflow and to its database, off the call path).
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ class ShadowSettings(BaseSettings):
 
     queue_size: int = Field(default=1000, ge=1, le=1_000_000, description="calls waiting for the shadow; "
                             "past it new ones are dropped (counted)")
-    concurrency: int = Field(default=4, ge=1, le=256, description="shadow calls in flight at once")
+    concurrency: int = Field(default=1, ge=1, le=256, description="shadow calls in flight at once")
+    yield_to_callers: bool = Field(default=True, description="a shadow call starts only while no caller's "
+                                   "call is in progress in this process (spare capacity only)")
     window_calls: int = Field(default=500, ge=1, description="a comparison window closes after this many "
                               "mirrored calls...")
     window_seconds: float = Field(default=60.0, gt=0, description="...or after this many seconds")
@@ -111,6 +115,18 @@ class ShadowMirror:
         self._history: dict[str, ShadowHistory] = {}
         self._examples: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._callers = 0
+        self._idle: asyncio.Event | None = None
+
+    def caller_started(self) -> None:
+        self._callers += 1
+        if self._idle is not None:
+            self._idle.clear()
+
+    def caller_finished(self) -> None:
+        self._callers -= 1
+        if self._callers == 0 and self._idle is not None:
+            self._idle.set()
 
     def offer(self, call: MirroredCall) -> None:
         """On the call path, after the champion answered: a draw and a put_nowait, nothing awaited."""
@@ -124,6 +140,9 @@ class ShadowMirror:
 
     async def start(self) -> None:
         self._queue = asyncio.Queue(self.settings.queue_size)
+        self._idle = asyncio.Event()
+        if self._callers == 0:
+            self._idle.set()
         self._tasks = [asyncio.create_task(self._work(), name=f"shadow-{n}")
                        for n in range(self.settings.concurrency)]
         self._tasks.append(asyncio.create_task(self._tick(), name="shadow-windows"))
@@ -162,6 +181,8 @@ class ShadowMirror:
         while True:
             call = await queue.get()
             try:
+                if self.settings.yield_to_callers and self._idle is not None:
+                    await self._idle.wait()
                 await self._mirror(call)
             except Exception:  # a bug here must not end the worker: the next call is mirrored
                 log.exception("shadow call of %s failed unexpectedly", call.target.live.spec.key)

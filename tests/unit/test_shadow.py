@@ -286,3 +286,31 @@ def test_steps_continue_after_the_summary_and_a_retried_window_keeps_its_step() 
     assert [s for s, _ in assign_steps([first, second], 6, {})] == [7, 8]
     # `first` was logged at step 7 by a write that failed before its summary: it keeps it, `second` follows
     assert [s for s, _ in assign_steps([first, second], 6, {("m/2", 0): 7})] == [7, 8]
+
+
+async def test_shadow_calls_wait_while_a_caller_is_being_answered() -> None:
+    shadow_host = Host(lambda x: "low")
+    invoker, mirror, champion_host = setup(shadow_host)
+    slow = asyncio.Event()
+    answer = champion_host.answer
+
+    async def predict(key: str, payload: dict[str, Any], uri: str | None = None) -> list[dict[str, Any]]:
+        if payload["records"][0]["x"] == 99:
+            await slow.wait()
+        return [{"prediction": answer(payload["records"][0]["x"])}]
+
+    champion_host.predict = predict  # type: ignore[method-assign]
+    await mirror.start()
+    try:
+        pending = asyncio.create_task(invoker.invoke("scorer", {"x": 99}))  # a caller still being answered
+        await asyncio.sleep(0)
+        await invoker.invoke("scorer", {"x": 1})  # answered, and offered to the shadow
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert shadow_host.calls == 0 and mirror.queued == 0  # taken by the worker, held back
+        slow.set()
+        await pending
+        await mirror.drain()
+        assert shadow_host.calls == 2
+    finally:
+        await mirror.stop()
