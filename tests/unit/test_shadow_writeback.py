@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from bridge.shadow.mirror import Disagreement
 from registry_sync.errors import MalformedEntry, RegistryUnavailable
 from registry_sync.shadow import ShadowWindow
-from tool_server.shadow.examples import create_table, read_examples
+from tool_server.access.db import make_engine
+from tool_server.access.migrate import HEAD, current_revision
+from tool_server.shadow.examples import read_examples
 from tool_server.shadow.writeback import ShadowWriteback
 
 
@@ -40,8 +40,8 @@ def example(n: int, restricted: bool = False) -> Disagreement:
 
 
 def writeback(tmp_path: Path, sink: Sink, keep: int = 3, audit_inputs: bool = False) -> ShadowWriteback:
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    create_table(engine)
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")  # the migrations create the table
+    assert current_revision(engine) == HEAD
     return ShadowWriteback(sink, engine, interval=1.0, keep_examples=keep, audit_inputs=audit_inputs)
 
 

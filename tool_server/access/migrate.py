@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 __all__ = ["HEAD", "current_revision", "upgrade"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0002"
+HEAD = "0003"
 _LOCK_ID = 0x70_6F_6C_62_72_69_64_67  # any constant shared by every Toolbridge: "toolbridg" in hex
 
 

@@ -2,8 +2,8 @@
 the tool server's database (the audit store), at most N per shadow version (the newest).
 
 Each holds the input's SHA-256 (the same hash as the call's audit record) and both answers; the inputs
-themselves only when TOOLBRIDGE_AUDIT_INPUTS allows it, and never for a restricted tool. The table is created
-at start with `create_all` (its own metadata, on the audit store's engine).
+themselves only when TOOLBRIDGE_AUDIT_INPUTS allows it, and never for a restricted tool. The table is the
+audit store's (same engine), created by the migration `access/migrations/versions/r0003_shadow_disagreements`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-__all__ = ["create_table", "read_examples", "shadow_disagreements", "store_examples"]
+__all__ = ["read_examples", "shadow_disagreements", "store_examples"]
 
 metadata = sa.MetaData()
 
@@ -39,10 +39,6 @@ shadow_disagreements = sa.Table(
 def _of(model: str, shadow_version: str) -> sa.ColumnElement[bool]:
     columns = shadow_disagreements.c
     return sa.and_(columns.model == model, columns.shadow_version == shadow_version)
-
-
-def create_table(engine: Engine) -> None:
-    metadata.create_all(engine)
 
 
 def store_examples(engine: Engine, rows: Sequence[dict[str, Any]], keep: int) -> None:

@@ -26,7 +26,7 @@ from bridge.shadow.mirror import Disagreement
 from registry_sync.errors import MalformedEntry
 from registry_sync.shadow import ShadowSink, ShadowWindow
 from tool_server.ops.usage import WriterLock
-from tool_server.shadow.examples import create_table, store_examples
+from tool_server.shadow.examples import store_examples
 
 __all__ = ["SHADOW_LOCK", "ShadowWriteback"]
 
@@ -122,7 +122,6 @@ class ShadowWriteback:
                 self._examples[:0] = rows
 
     async def start(self) -> None:
-        await asyncio.to_thread(create_table, self.engine)
         self._task = asyncio.create_task(self._run(), name="shadow-writeback")
 
     async def stop(self) -> None:
