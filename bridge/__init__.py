@@ -6,6 +6,7 @@ Model hosts:      hosts, host_pool, process_group (processes), host_sandbox (wha
                   code), host_client (HTTP), model_host/ (the service)
 Calls:            invoker (route, cache, predict, shape), response_cache
 Packaging:        bento_build (one version as a deployable Bento)
+Beyond one machine: hosting/ (remote host pools, the model host as a Bento)
 Errors:           errors (one tree, root BridgeError)
 
 Imports registry_sync's types (and the client's schema → pydantic builder), never tool_server. It is the only
