@@ -116,7 +116,7 @@ def test_search_ranks_by_name_description_fields_and_labels_and_words_are_stemme
     assert index.search("customer tenure", 5)[0][0].name == "telco_churn"
     assert index.search("milling machine failing", 5)[0][0].name == "machine_failure"
     assert index.search("quantum chromodynamics", 5) == []
-    assert tokens("creditRisk_scores") == ["credit", "risk", "score"]
+    assert tokens("creditRisk_scores") == ["credit", "cred~", "risk", "score", "scor~"]
 
 
 def discovery(specs: list[ToolSpec], policy: Literal["warn", "quarantine"] = "warn", sink: Any = None,
