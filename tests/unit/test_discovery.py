@@ -222,3 +222,20 @@ def test_model_made_strings_are_plain_capped_data() -> None:
     assert cleaned["prediction"][0].endswith("… (10 more characters left out)")
     assert cleaned["label"] == 1 and cleaned["n"] == 2.5
     assert plain_text("a" * 500, 300).startswith("a" * 300)
+
+
+def test_the_embedding_ranker_refuses_clearly_without_its_local_model(tmp_path: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from pydantic import ValidationError
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)  # the package not installed
+
+    with pytest.raises(ValidationError, match="no model folder at .*never downloads a model"):
+        DiscoverySettings(embeddings=f"sentence-transformers:{tmp_path}/missing")
+    with pytest.raises(ValidationError, match="is not understood; write sentence-transformers:"):
+        DiscoverySettings(embeddings="openai:text-embedding-3-small")
+    with pytest.raises(ValidationError, match="needs the sentence-transformers package"):
+        DiscoverySettings(embeddings=f"sentence-transformers:{tmp_path}")
+    assert DiscoverySettings().embeddings_path is None
