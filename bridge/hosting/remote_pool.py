@@ -82,16 +82,19 @@ class RemotePool(HostClient):
         super().__init__(", ".join(urls), timeout, max_output_bytes, connect_timeout)
         self.name = name
         self.replicas = [HostClient(url, timeout, max_output_bytes, connect_timeout) for url in urls]
-        self._next = 0
+        self._next = -1  # the first call goes to the first URL
         self._down_until = [0.0] * len(urls)
         self._uris: dict[str, str] = {}  # key → model URI, so a smoke test names it too
 
     def _order(self) -> list[int]:
-        """Replica indexes, round-robin from the next one; those refusing connections lately go last."""
-        start, self._next = self._next, (self._next + 1) % len(self.replicas)
-        order = [(start + i) % len(self.replicas) for i in range(len(self.replicas))]
+        """Replica indexes to try: round-robin over those answering lately, then those that refused a
+        connection in the last REPLICA_COOLDOWN seconds (tried last, in case they are back)."""
         now = time.monotonic()
-        return sorted(order, key=lambda i: self._down_until[i] > now)  # stable: keeps the rotation
+        up = [i for i, until in enumerate(self._down_until) if until <= now]
+        down = [i for i, until in enumerate(self._down_until) if until > now]
+        self._next += 1
+        start = self._next % len(up) if up else 0
+        return up[start:] + up[:start] + down
 
     async def _post(self, path: str, body: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
         failures: list[str] = []
