@@ -3,10 +3,11 @@ tasks send it to the shadow version, compare both answers and add them to the ve
 
 The caller never waits on any of it: `offer` is a sampling draw and a `put_nowait` on the event loop (no
 lock, no await); a full queue drops the call and counts it. The shadow runs on spare capacity: by default a
-worker sends its call only while no caller's call is in progress in this process, so under sustained load the
-queue fills and shadow calls are dropped (counted) rather than slowing callers down. A shadow that fails,
-times out or refuses the arguments is counted as a shadow error, never raised. Closed windows and
-disagreements go to listeners (the tool server writes them to MLflow and to its database, off the call path).
+worker sends its call only once no caller's call has been in progress in this process for `quiet_ms`, so
+under sustained load the queue fills and shadow calls are dropped (counted) rather than slowing callers down.
+A shadow that fails, times out or refuses the arguments is counted as a shadow error, never raised. Closed
+windows and disagreements go to listeners (the tool server writes them to MLflow and to its database, off the
+call path).
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ class ShadowSettings(BaseSettings):
     queue_size: int = Field(default=1000, ge=1, le=1_000_000, description="calls waiting for the shadow; "
                             "past it new ones are dropped (counted)")
     concurrency: int = Field(default=1, ge=1, le=256, description="shadow calls in flight at once")
-    yield_to_callers: bool = Field(default=True, description="a shadow call starts only while no caller's "
-                                   "call is in progress in this process (spare capacity only)")
+    yield_to_callers: bool = Field(default=True, description="a shadow call starts only when no caller's "
+                                   "call has been in progress in this process for quiet_ms")
+    quiet_ms: float = Field(default=20.0, ge=0, le=60_000, description="how long this process must have "
+                            "answered no caller before a shadow call starts")
     window_calls: int = Field(default=500, ge=1, description="a comparison window closes after this many "
                               "mirrored calls...")
     window_seconds: float = Field(default=60.0, gt=0, description="...or after this many seconds")
@@ -117,6 +120,7 @@ class ShadowMirror:
         self._tasks: list[asyncio.Task[None]] = []
         self._callers = 0
         self._idle: asyncio.Event | None = None
+        self._last_answer = 0.0  # time.monotonic() when the last caller's call ended
 
     def caller_started(self) -> None:
         self._callers += 1
@@ -125,6 +129,7 @@ class ShadowMirror:
 
     def caller_finished(self) -> None:
         self._callers -= 1
+        self._last_answer = time.monotonic()
         if self._callers == 0 and self._idle is not None:
             self._idle.set()
 
@@ -181,13 +186,24 @@ class ShadowMirror:
         while True:
             call = await queue.get()
             try:
-                if self.settings.yield_to_callers and self._idle is not None:
-                    await self._idle.wait()
+                if self.settings.yield_to_callers:
+                    await self._quiet()
                 await self._mirror(call)
             except Exception:  # a bug here must not end the worker: the next call is mirrored
                 log.exception("shadow call of %s failed unexpectedly", call.target.live.spec.key)
             finally:
                 queue.task_done()
+
+    async def _quiet(self) -> None:
+        """Until no caller has been answered for `quiet_ms` (sequential callers leave gaps far shorter)."""
+        assert self._idle is not None
+        quiet = self.settings.quiet_ms / 1000
+        while True:
+            await self._idle.wait()
+            left = quiet - (time.monotonic() - self._last_answer)
+            if left <= 0 and self._callers == 0:
+                return
+            await asyncio.sleep(max(left, 0.001))
 
     async def _mirror(self, call: MirroredCall) -> None:
         shadow = call.target.live
