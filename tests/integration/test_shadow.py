@@ -183,3 +183,14 @@ def test_deleting_the_shadow_alias_stops_the_mirroring(server: ToolbridgeProcess
     body = httpx.get(f"{server.url}/shadow", params={"model": MODEL}, headers=server.headers,
                      timeout=10).json()
     assert body["queued"] == 0 and seen(shadows(server)[shadow]) == before
+
+
+def test_only_admin_keys_read_the_shadow_comparison(server: ToolbridgeProcess) -> None:
+    done = subprocess.run([sys.executable, "-m", "tool_server", "keys", "create", "--name", "shadow-reader",
+                           "--scopes", MODEL, "--state-dir", str(server.state_dir)],
+                          capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert done.returncode == 0, done.stderr
+    key = done.stdout.strip().splitlines()[-1]
+    assert httpx.get(f"{server.url}/shadow", timeout=10).status_code == 401
+    refused = httpx.get(f"{server.url}/shadow", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
