@@ -110,8 +110,10 @@ def latency(ways: list[Way], calls: int, warmup: int, rounds: int) -> dict[str, 
     def attempt(name: str, call: Call) -> bool:
         try:
             call()
-        except RuntimeError as exc:  # shown, not timed; the bench goes on unless a way keeps failing
-            errors[name].append(str(exc)[:200])
+        # Shown, not timed; the bench goes on unless a way keeps failing. (A keep-alive connection idle while
+        # the other ways run can be closed by its server just as a call goes out: a reset.)
+        except (RuntimeError, httpx.HTTPError) as exc:
+            errors[name].append(f"{type(exc).__name__}: {str(exc)[:200]}")
             if len(errors[name]) > 20:
                 raise
             return False

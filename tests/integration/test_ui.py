@@ -261,6 +261,9 @@ def test_a_revoked_key_is_sent_back_to_sign_in(page: Page, toolbridge: Toolbridg
     key = issue_key(toolbridge, "ui-short-lived", "*")
     sign_in(page, toolbridge, key)
     toolbridge_cli(toolbridge, "keys", "revoke", "ui-short-lived")
+    # The server's key cache sees a revocation within a second (docs/operations.md): wait for it, then click.
+    wait_for(lambda: httpx.get(f"{toolbridge.url}/tools", headers={"Authorization": f"Bearer {key}"},
+                               timeout=10).status_code == 401, 2.0, "the revocation seen by the key cache")
 
     page.get_by_role("link", name="fin_sentiment").click()
     expect(page).to_have_url(f"{toolbridge.url}/ui/#/signin")

@@ -50,8 +50,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     document_error_bodies(app)
     app.include_router(router)
     app.include_router(hooks_router)
-    app.include_router(shadow_router)  # GET /shadow (tool_server/shadow)
     app.include_router(discovery_router)  # /toolsets (tool_server/discovery)
+    app.include_router(shadow_router)  # GET /shadow (tool_server/shadow)
     app.include_router(ui_router)  # the web UI at /ui (tool_server/ui)
     # MCP: a 401 at the HTTP layer before the SDK sees anything; tools/list and tools/call then read the key's
     # principal from the request scope.

@@ -82,6 +82,7 @@ class RouteFollower:
         self._clients: dict[tuple[str, tuple[str, ...]], HostClient] = {}
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
     async def start(self, timeout: float = 60.0) -> None:
         """Apply the current table before serving (a worker never answers from an empty table while the
@@ -99,6 +100,8 @@ class RouteFollower:
         self._task = asyncio.create_task(self._follow())
 
     async def stop(self) -> None:
+        # The flag as well as the cancel: an HTTP client may turn the cancellation of a request into an error.
+        self._stopping = True
         for task in [self._task, *self._background]:
             if task is not None:
                 task.cancel()
@@ -121,17 +124,21 @@ class RouteFollower:
 
     async def _follow(self) -> None:
         delay = 0.2
-        while True:
+        while not self._stopping:
             try:
                 generation, table = await self.control.table(after=self.generation)
                 if generation != self.generation:
                     await self._apply(generation, table)
                 delay = 0.2
             except (ControllerUnavailable, TableError) as exc:  # keep routing the last table (fail-static)
+                if self._stopping:
+                    return
                 log.warning("worker %d keeps routing table %d: %s", os.getpid(), self.generation, exc)
                 await asyncio.sleep(delay)
                 delay = min(5.0, delay * 2)
             except Exception:  # a bug in one table must not end the following: log it, try again
+                if self._stopping:
+                    return
                 log.exception("worker %d could not apply a routing table", os.getpid())
                 await asyncio.sleep(delay)
                 delay = min(5.0, delay * 2)

@@ -7,9 +7,10 @@ Every answer carries `X-Toolbridge-Worker: <pid>`, so an operator (or a test) se
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
+import signal
 import socket
+from types import FrameType
 
 import uvicorn
 from pydantic import SecretStr
@@ -70,6 +71,13 @@ async def _exit_with_controller(server: uvicorn.Server, controller_pid: int) -> 
 
 
 class _WorkerServer(uvicorn.Server):
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Ctrl-C in a terminal reaches every worker with the controller; the controller then stops its
+        # workers with SIGTERM, after which they finish their calls. Obeying SIGINT too would force-quit
+        # (uvicorn's second signal) and skip writing the audit records.
+        if sig != signal.SIGINT:
+            super().handle_exit(sig, frame)
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         self._watch = asyncio.create_task(_exit_with_controller(self, os.getppid()))
@@ -86,9 +94,7 @@ def main() -> None:
                       control=ControlClient(own.control_url, own.control_token.get_secret_value()))
     listener = socket.socket(fileno=own.listen_fd)  # the controller's socket: the family is read from it
     config = uvicorn.Config(WorkerHeader(create_app(runtime)), **server_options())
-    # Ctrl-C in a terminal reaches every worker too: uvicorn stops gracefully, then re-raises the signal.
-    with contextlib.suppress(KeyboardInterrupt):
-        _WorkerServer(config).run(sockets=[listener])
+    _WorkerServer(config).run(sockets=[listener])
 
 
 if __name__ == "__main__":
