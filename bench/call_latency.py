@@ -41,7 +41,7 @@ import pandas as pd
 
 from bench.servers import AdminKeyAuth, MlflowModelsServe, PlainBento, ToolbridgeUp, tree_memory, wait_for
 from bench.stats import add_call_load_arguments, mib, ms, ratio, summarize, table
-from bench.wrk import run_wrk
+from bench.wrk import require_wrk, run_wrk
 from bridge.hosts import free_port
 from bridge.model_host.loader import ModelStore
 from bridge.schema import to_model_input
@@ -244,6 +244,8 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--load", choices=("wrk", "threads"), default="wrk", help="throughput client")
     args = parser.parse_args()
+    if not args.skip_throughput and args.load == "wrk":
+        require_wrk(", or pass --skip-throughput or --load threads")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp_name:
         tmp = Path(tmp_name)

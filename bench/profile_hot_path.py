@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.call_latency import MODEL, applicant_rows
 from bench.servers import ToolbridgeUp, wait_for
-from bench.wrk import run_wrk
+from bench.wrk import require_wrk, run_wrk
 from bridge.hosts import free_port
 from tool_server.demo import register_demo_models
 from tool_server.ops.embedded_mlflow import EmbeddedMlflow
@@ -78,9 +78,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for toolbridge up")
     args = parser.parse_args()
+    require_wrk()
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if py_spy is None:
-        raise SystemExit("py-spy is not installed: .venv/bin/pip install py-spy")
+        raise SystemExit("py-spy is not installed (a profiler, not a project dependency): "
+                         f"{Path(sys.executable).parent}/pip install py-spy")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp_name:
         tmp = Path(tmp_name)

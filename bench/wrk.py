@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WrkResult", "run_wrk", "wrk_available"]
+__all__ = ["INSTALL", "WrkResult", "require_wrk", "run_wrk", "wrk_available"]
 
+INSTALL = "apt-get install -y wrk"  # Debian's package (run apt-get update first on a fresh machine)
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 
 
@@ -31,6 +32,13 @@ class WrkResult:
 
 def wrk_available() -> bool:
     return shutil.which("wrk") is not None
+
+
+def require_wrk(otherwise: str = "") -> None:
+    """Exit at once, saying how to install it, when `wrk` is missing: not after minutes of latency rounds.
+    `otherwise`: how to run the bench without it, if it can be."""
+    if not wrk_available():
+        raise SystemExit(f"wrk is not installed (the load generator): {INSTALL}{otherwise}")
 
 
 def _lua(path: str, bodies: list[Any], headers: dict[str, str]) -> str:
