@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo up lint test check fuzz lock clean
+.PHONY: install system-deps demo up lint test check fuzz lock clean
 
 $(STAMP): pyproject.toml client/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+# The suite runs real chromium, bubblewrap and PostgreSQL from Debian: installed here when missing.
+system-deps:
+	bash scripts/test-system-deps.sh
+
+test: lint system-deps
 	$(BIN)/python -m pytest
 
 check: lint
