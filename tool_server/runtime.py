@@ -31,7 +31,7 @@ from tool_server.discovery.settings import DiscoverySettings
 from tool_server.ops.call_stats import CallStats
 from tool_server.ops.metrics import Metrics
 from tool_server.ops.shared_state import RedisWriterLock, SharedState
-from tool_server.ops.usage import UsageWriteback
+from tool_server.ops.usage import FileWriterLock, UsageWriteback
 from tool_server.settings import (
     CacheSettings,
     ObservabilitySettings,
@@ -127,7 +127,8 @@ class Runtime:
         self.call_stats = CallStats()  # the last hour per tool, this process only (GET /stats/calls)
         self.usage = UsageWriteback(MlflowRegistry(tracking_uri),
                                     (observability or ObservabilitySettings()).usage_writeback_seconds,
-                                    lock=self.shared.usage_lock)
+                                    lock=self.shared.usage_lock  # Redis: replicas; else workers
+                                    or FileWriterLock(server.state_dir / "usage.lock"))
         self.calls = Gateway(self.tools, self.tool, self.bridge.invoker, self.keys, self.audit,
                              self.shared.limiter(self.security.rate_limit_per_minute), error_code,
                              audit_inputs=self.security.audit_inputs,

@@ -4,6 +4,8 @@ MLflow is down, and never taken for a change of the tool (no reload)."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ from tool_server.access.limits import RateLimiter
 from tool_server.access.scopes import Principal
 from tool_server.api.errors import error_code
 from tool_server.calls import CallContext, Gateway
-from tool_server.ops.usage import UsageWriteback
+from tool_server.ops.usage import FileWriterLock, UsageWriteback
 
 T0 = datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
 SIGNATURE = {"inputs": [{"type": "string", "name": "text", "required": True}], "outputs": None,
@@ -139,6 +141,72 @@ def test_counts_of_a_model_deleted_from_the_registry_are_dropped_and_the_others_
     usage.record("credit", "9", "ok")  # a version deleted since: skipped, the model still counted
     assert usage.flush() == 1 and usage.pending() == []
     assert source.models["credit"].tags[TAG_CALLS] == "1" and ("credit", "9") not in source.versions
+
+
+class ReadAddWrite:
+    """Usage tags written as MLflow's sink does: read, add, write, with time in between. `meet`: a barrier
+    both writers pass between their read and their write (forces the interleaving a lock must prevent)."""
+
+    def __init__(self, meet: threading.Barrier | None = None) -> None:
+        self.tags: dict[str, str] = {}
+        self.meet = meet
+
+    def write_usage(self, usage: ModelUsage) -> None:
+        read = dict(self.tags)
+        if self.meet is not None:
+            self.meet.wait(timeout=10)
+        time.sleep(0.005)
+        self.tags = {**read, **merged_model_tags(read, usage)}
+
+
+def flush_together(writers: list[UsageWriteback], rounds: int, calls: int) -> None:
+    """Each writer in a thread of its own (as each worker flushes from its own process): count, then all flush
+    at the same instant, `rounds` times."""
+    start = threading.Barrier(len(writers))
+
+    def work(usage: UsageWriteback) -> None:
+        for _ in range(rounds):
+            for _ in range(calls):
+                usage.record("credit", "2", "ok")
+            start.wait(timeout=10)
+            usage.flush()
+
+    threads = [threading.Thread(target=work, args=(usage,)) for usage in writers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+
+def test_two_unlocked_writers_lose_counts() -> None:
+    """The race the lock is for: both read 0, both write their own count."""
+    sink = ReadAddWrite(meet=threading.Barrier(2))
+    flush_together([UsageWriteback(sink, 60), UsageWriteback(sink, 60)], rounds=1, calls=10)
+    assert sink.tags[TAG_CALLS] == "10"  # 20 calls made
+
+
+def test_workers_without_redis_write_one_at_a_time_and_no_count_is_lost(tmp_path: Path) -> None:
+    """`--workers N` without Redis: each worker's writer takes the state dir's file lock around its
+    read-add-write, so the registry ends with every call of every worker."""
+    sink = ReadAddWrite()
+    writers = [UsageWriteback(sink, 60, lock=FileWriterLock(tmp_path / "usage.lock")) for _ in range(3)]
+    flush_together(writers, rounds=5, calls=7)
+    assert sink.tags[TAG_CALLS] == str(3 * 5 * 7)
+    assert all(usage.pending() == [] for usage in writers)
+
+
+def test_the_file_lock_excludes_a_second_holder_until_released(tmp_path: Path) -> None:
+    first, second = FileWriterLock(tmp_path / "usage.lock"), FileWriterLock(tmp_path / "usage.lock")
+    assert first.acquire()
+    got: list[bool] = []
+    waiter = threading.Thread(target=lambda: got.append(second.acquire()))
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive() and got == []  # waits for the holder's write
+    first.release()
+    waiter.join(10)
+    assert got == [True]
+    second.release()
 
 
 @pytest.mark.anyio

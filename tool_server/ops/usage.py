@@ -9,25 +9,29 @@ answered (a call refused as invalid never reached a version).
 
 Several replicas: each counts its own calls, and a `WriterLock` (Redis, ops/shared_state.py) lets one write at
 a time, since a write reads the tags, adds and writes them back. A replica that finds the lock taken (or Redis
-down) keeps its counts for its next turn: counts wait, none are lost.
+down) keeps its counts for its next turn: counts wait, none are lost. Without Redis, the workers of one
+`toolbridge up` share its state dir: a `FileWriterLock` there makes them write one after the other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
 from registry_sync.errors import MalformedEntry
 from registry_sync.source import UsageSink
 from registry_sync.usage import ModelUsage, VersionUsage
 
-__all__ = ["UsageWriteback", "WriterLock"]
+__all__ = ["FileWriterLock", "UsageWriteback", "WriterLock"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,32 @@ class WriterLock(Protocol):
     def acquire(self) -> bool: ...
 
     def release(self) -> None: ...
+
+
+class FileWriterLock:
+    """One writer at a time among the processes (or threads) sharing `path`: an exclusive `flock`, as the
+    migrations take on SQLite. `acquire()` waits for the holder's write (seconds at most) rather than skip a
+    turn, so that the last write at shutdown is not dropped."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        try:  # a descriptor of its own each time: flock excludes every other open of the file
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError as exc:  # an unwritable state dir: write unlocked, as a single process would
+            log.warning("usage write lock %s unavailable, writing without it: %s", self.path, exc)
+            return True
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
 
 def _now() -> datetime:
