@@ -43,7 +43,8 @@ WEBHOOK_SIGNATURE = Security(APIKeyHeader(
 async def get_caller(request: Request,
                      _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
                      _api_key: Annotated[str | None, Security(_API_KEY)] = None) -> Principal:
-    """The key's principal; 401 without a valid key (checked in the database on every request)."""
+    """The key's principal; 401 without a valid key. Checked against the in-memory key cache (by hash, expiry
+    at each call); the database is read only when the cache refreshes (access/key_cache.py)."""
     runtime = get_runtime(request)
     return await runtime.calls.authenticate(presented_key(request.headers))
 
