@@ -114,7 +114,7 @@ class CatalogView:
 
     @property
     def index(self) -> SearchIndex:
-        if self._index is None:  # built on the first search of this version, not on every sync
+        if self._index is None:  # once per version: on_catalog_changed builds it right after the sync
             self._index = SearchIndex(self.specs, self._embeddings)
         return self._index
 

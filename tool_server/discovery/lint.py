@@ -12,7 +12,11 @@ Whatever a data scientist writes in MLflow goes verbatim into every agent's prom
         instruction_text      text aimed at the LLM rather than describing the model ("ignore the previous
                               instructions", "always call this tool first")
         invisible_unicode     zero-width, bidirectional, tag or control characters
-        too_long              a description past TOOLBRIDGE_DESCRIPTION_MAX_CHARS (a field's past a quarter)
+        too_long              a description past TOOLBRIDGE_DESCRIPTION_MAX_CHARS (a field's or an output
+                              label's past a quarter)
+
+The blocking checks read the description, each field's description and each output label (the class labels
+of `label` and the keys of `probabilities`): agents read labels in the output schema and in the description.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any, Literal
 
 from bridge.toolspec import TOOLSET_NAME, ToolSpec
 
-__all__ = ["BLOCKING", "TAG_LINT", "Finding", "blocks", "lint_tag_value", "lint_tool"]
+__all__ = ["BLOCKING", "TAG_LINT", "Finding", "blocks", "lint_tag_value", "lint_tool", "output_labels"]
 
 TAG_LINT = "toolbridge.lint"
 BLOCKING = frozenset({"instruction_text", "invisible_unicode", "too_long"})
@@ -49,13 +53,16 @@ _INSTRUCTIONS = [re.compile(p, re.IGNORECASE | re.MULTILINE) for p in (
     r"\b(send|forward|post|upload|include)\b.{0,40}\b(api[ _-]?keys?|passwords?|secrets?|credentials|"
     r"conversation|chat history)\b",
 )]
+# A unit or scale a reader can act on. Not bare `s`, `per`, `id` or `index`: they occur in any sentence
+# ("customer's", "per customer", "index of the row") without saying what the number measures.
 _UNIT = re.compile(
-    r"(%|\$|€|£|°|\b(years?|months?|weeks?|days?|hours?|minutes?|seconds?|ms|s|percent(age)?|pct|ratio|share|"
-    r"fraction|proportion|probability|rate|count|number of|usd|eur|gbp|chf|jpy|dollars?|euros?|cents?|kg|"
-    r"grams?|lbs?|pounds?|tons?|tonnes?|km|meters?|metres?|cm|mm|miles?|celsius|fahrenheit|kelvin|rpm|hz|"
-    r"khz|mhz|kw|kwh|mwh|watts?|volts?|amps?|bar|psi|kpa|nm|bps|kb|mb|gb|tb|units?|items?|points?|"
-    r"score|index|z-score|scaled|normali[sz]ed|standardi[sz]ed|per|times|0-1|0 to 1|1-5|1 to 5|flag|"
-    r"0/1|binary|id|code|rank|level|grade|ordinal|category)\b)", re.IGNORECASE)
+    r"(%|\$|€|£|°|(?<!['’])\b(years?|months?|weeks?|days?|hours?|minutes?|seconds?|secs?|ms|percent(age)?|"
+    r"per ?cent|pct|ratio|share|fraction|proportion|probability|rate|count|number of|usd|eur|gbp|chf|jpy|"
+    r"dollars?|euros?|cents?|kg|grams?|lbs?|pounds?|tons?|tonnes?|km|meters?|metres?|cm|mm|miles?|celsius|"
+    r"fahrenheit|kelvin|rpm|hz|khz|mhz|kw|kwh|mwh|watts?|volts?|amps?|bar|psi|kpa|nm|bps|kb|mb|gb|tb|"
+    r"m/s|km/h|kmh|mph|units?|items?|points?|score|z-score|scaled|normali[sz]ed|standardi[sz]ed|times|"
+    r"flag|0/1|binary|code|rank|level|grade|ordinal|category)\b"
+    r"|\b\d+(\.\d+)?\s*(-|–|to)\s*\d+(\.\d+)?\b)", re.IGNORECASE)  # or a scale: 0-1, 1 to 5, 18-100
 
 
 @dataclass(frozen=True)
@@ -82,16 +89,28 @@ def _invisible(text: str) -> list[str]:
     return found
 
 
-def _text_findings(text: str, where: str, limit: int) -> Iterator[Finding]:
+_DESCRIBE = "describe what the model computes and when it is useful, not how an agent must behave"
+_RENAME = "rename the class: agents read the labels in the output schema and in the description"
+
+
+def _instruction(text: str, covered: frozenset[str]) -> str | None:
     for pattern in _INSTRUCTIONS:
-        match = pattern.search(text)
-        if match:
-            yield _finding("instruction_text", where,
-                           f"{where} contains {match.group(0).strip()!r}, an instruction aimed at the LLM; "
-                           "describe what the model computes and when it is useful, not how an agent must "
-                           "behave")
-            break
-    invisible = _invisible(text)
+        for match in pattern.finditer(text):
+            said = match.group(0).strip()
+            if said not in covered:
+                return said
+    return None
+
+
+def _text_findings(text: str, where: str, limit: int, fix: str = _DESCRIBE,
+                   covered: frozenset[str] = frozenset()) -> Iterator[Finding]:
+    """The blocking findings of one text. `covered`: evidence already reported as blocking elsewhere (an
+    output label that the description repeats), so one fault is reported once, where it is fixed."""
+    said = _instruction(text, covered)
+    if said is not None:
+        yield _finding("instruction_text", where,
+                       f"{where} contains {said!r}, an instruction aimed at the LLM; {fix}")
+    invisible = [c for c in _invisible(text) if c not in covered]
     if invisible:
         yield _finding("invisible_unicode", where,
                        f"{where} contains invisible or bidirectional characters "
@@ -99,6 +118,27 @@ def _text_findings(text: str, where: str, limit: int) -> Iterator[Finding]:
     if len(text) > limit:
         yield _finding("too_long", where, f"{where} is {len(text)} characters, over the limit of {limit} "
                        "(TOOLBRIDGE_DESCRIPTION_MAX_CHARS); every agent carries it on every turn: shorten it")
+
+
+def output_labels(spec: ToolSpec) -> list[str]:
+    """The labels agents read in a tool's output schema: `label`'s values and `probabilities`' keys."""
+    props = spec.output_schema.get("properties") or {}
+    labels = [str(v) for v in (props.get("label") or {}).get("enum") or []]
+    labels += [str(k) for k in (props.get("probabilities") or {}).get("properties") or {}]
+    return list(dict.fromkeys(labels))
+
+
+def _label_findings(spec: ToolSpec, limit: int) -> tuple[list[Finding], frozenset[str]]:
+    """Each output label's findings, and their evidence (matched text, invisible characters)."""
+    findings: list[Finding] = []
+    evidence: set[str] = set()
+    for label in output_labels(spec):
+        shown = label if len(label) <= 40 else label[:40] + "..."
+        found = list(_text_findings(label, f"output label {shown!r}", limit, _RENAME))
+        findings += found
+        evidence.update(m.group(0).strip() for p in _INSTRUCTIONS for m in p.finditer(label))
+        evidence.update(_invisible(label))
+    return findings, frozenset(evidence)
 
 
 def _numeric(schema: dict[str, Any]) -> bool:
@@ -115,7 +155,8 @@ def lint_tool(spec: ToolSpec, *, has_input_example: bool = True, toolsets_tag: s
         findings.append(_finding("missing_description", "description",
                                  "no description: set the registered model's description in MLflow (what it "
                                  "predicts, for whom, when an agent should call it)"))
-    findings.extend(_text_findings(spec.description, "description", max_chars))
+    labels, covered = _label_findings(spec, max_chars // 4)
+    findings.extend(_text_findings(spec.description, "description", max_chars, covered=covered))
     for name, schema in (spec.input_schema.get("properties") or {}).items():
         where = f"field `{name}`"
         described = str(schema.get("description", ""))
@@ -129,6 +170,7 @@ def lint_tool(spec: ToolSpec, *, has_input_example: bool = True, toolsets_tag: s
                 findings.append(_finding("unit_unknown", where,
                                          f"{where} is a number but its description names no unit: say it "
                                          "(e.g. 'in years', 'USD', 'ratio 0-1')"))
+    findings.extend(labels)
     if not has_input_example:
         findings.append(_finding("no_input_example", "input example",
                                  "the version has no input example, so it went live without a smoke test: "
