@@ -1,8 +1,8 @@
 """Tool search: BM25 (bm25s) over each tool's name, description, field names and descriptions, output labels
 and toolsets; per caller through a mask of the tools it may call. No model download, ever.
 
-An optional embedding ranker (TOOLBRIDGE_EMBEDDINGS=sentence-transformers:<local folder>) blends its cosine
-similarity with the normalised BM25 score.
+An optional embedding ranker (TOOLBRIDGE_EMBEDDINGS=sentence-transformers:<local folder>, run in numpy by
+sentence_encoder.py) blends its cosine similarity with the normalised BM25 score.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import bm25s
 import numpy as np
@@ -20,7 +19,7 @@ import numpy.typing as npt
 from bridge.toolspec import ToolSpec
 from tool_server.discovery.stemmer import stem
 
-__all__ = ["EmbeddingRanker", "SearchIndex", "tokens", "tool_text"]
+__all__ = ["EMBEDDING_WEIGHT", "EmbeddingRanker", "SearchIndex", "embedding_text", "tokens", "tool_text"]
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ _WORD = re.compile(r"[a-z0-9]+")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 # Repetitions weight a field in BM25: a word of the name counts as much as three of the description.
 _NAME_WEIGHT, _TOOLSET_WEIGHT, _LABEL_WEIGHT = 3, 2, 1
-_EMBEDDING_WEIGHT = 0.5
+EMBEDDING_WEIGHT = 0.5  # of the cosine similarity in the blend (bench/README.md, "Discovery")
 _PREFIX = 4  # letters of a word's prefix token
 
 
@@ -58,47 +57,69 @@ def _labels(spec: ToolSpec) -> list[str]:
     return list(dict.fromkeys(labels))
 
 
+def _description(spec: ToolSpec) -> str:
+    return spec.description.rsplit("\n\n(MLflow model ", 1)[0]  # the provenance line is noise
+
+
 def tool_text(spec: ToolSpec) -> list[str]:
     """The tokens a tool is found by, weighted by repetition."""
     words = tokens(spec.name) * _NAME_WEIGHT
     words += tokens(" ".join(spec.toolsets)) * _TOOLSET_WEIGHT
-    description = spec.description.rsplit("\n\n(MLflow model ", 1)[0]  # the provenance line is noise
-    words += tokens(description)
+    words += tokens(_description(spec))
     for name, schema in (spec.input_schema.get("properties") or {}).items():
         words += tokens(name) + tokens(str(schema.get("description", "")))
     words += tokens(" ".join(_labels(spec))) * _LABEL_WEIGHT
     return words
 
 
+def embedding_text(spec: ToolSpec) -> str:
+    """What a tool's vector is computed from: its name as words and its description."""
+    return f"{' '.join(_WORD.findall(_CAMEL.sub(' ', spec.name).lower()))}: {_description(spec)}"
+
+
 class EmbeddingRanker:
-    """Cosine similarity with a local sentence-transformers model (loaded from a folder, never downloaded)."""
+    """Unit vectors from a local sentence-transformers BERT folder (never downloaded), run in numpy. A tool's
+    vector is kept while its text is unchanged: a sync that changes one tool encodes one text."""
 
     def __init__(self, folder: Path) -> None:
-        from sentence_transformers import SentenceTransformer  # optional: only when configured
+        from tool_server.discovery.sentence_encoder import SentenceEncoder
 
-        self._model: Any = SentenceTransformer(str(folder), local_files_only=True)
+        self._encoder = SentenceEncoder(folder)
+        self._known: dict[str, npt.NDArray[np.float32]] = {}
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        vectors: npt.NDArray[np.float32] = self._model.encode(list(texts), normalize_embeddings=True)
-        return vectors
+        vectors = self._encoder.encode(texts)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)  # cosine, even without Normalize
+        unit: npt.NDArray[np.float32] = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+        return unit
+
+    def encode_tools(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        new = [text for text in dict.fromkeys(texts) if text not in self._known]
+        known = {text: self._known[text] for text in texts if text in self._known}
+        if new:
+            known.update(zip(new, self.encode(new), strict=True))
+        self._known = known  # only the current catalog's texts
+        return np.stack([known[text] for text in texts])
 
 
 class SearchIndex:
     """One index per catalog version; `search` ranks for one caller's mask of callable tools."""
 
-    def __init__(self, specs: Sequence[ToolSpec], embeddings: EmbeddingRanker | None = None) -> None:
+    def __init__(self, specs: Sequence[ToolSpec], embeddings: EmbeddingRanker | None = None,
+                 embedding_weight: float = EMBEDDING_WEIGHT) -> None:
         self.specs = list(specs)
         corpus = [tool_text(spec) or ["_"] for spec in self.specs]  # bm25s needs a token per document
         self._bm25 = bm25s.BM25()
         if corpus:
             self._bm25.index(corpus, show_progress=False)
         self._vocab = set(self._bm25.vocab_dict) if corpus else set()
-        self._embeddings = embeddings
-        self._vectors = (embeddings.encode([f"{s.name}: {s.description}" for s in self.specs])
+        self._embeddings, self._weight = embeddings, embedding_weight
+        self._vectors = (embeddings.encode_tools([embedding_text(s) for s in self.specs])
                          if embeddings is not None and self.specs else None)
 
     def scores(self, query: str) -> npt.NDArray[np.float32]:
-        """Relevance of every tool to `query` (0 = no shared word, and no embedding ranker)."""
+        """Relevance of every tool to `query`: BM25 (0 = no shared word), or with an embedding ranker
+        (1 - w) × BM25 / the best BM25 + w × cosine similarity."""
         words = [w for w in tokens(query) if w in self._vocab]
         lexical = (np.asarray(self._bm25.get_scores(words), dtype=np.float32) if words
                    else np.zeros(len(self.specs), dtype=np.float32))
@@ -107,8 +128,8 @@ class SearchIndex:
         top = float(lexical.max()) if lexical.size else 0.0
         normalised = lexical / top if top > 0 else lexical
         similarity = self._vectors @ self._embeddings.encode([query])[0]
-        blended: npt.NDArray[np.float32] = ((1 - _EMBEDDING_WEIGHT) * normalised
-                                            + _EMBEDDING_WEIGHT * similarity.astype(np.float32))
+        blended: npt.NDArray[np.float32] = ((1 - self._weight) * normalised
+                                            + self._weight * similarity).astype(np.float32)
         return blended
 
     def search(self, query: str, limit: int, allowed: npt.NDArray[np.bool_] | None = None

