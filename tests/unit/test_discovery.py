@@ -236,7 +236,7 @@ def test_the_embedding_ranker_refuses_clearly_without_its_local_model(tmp_path: 
         DiscoverySettings(embeddings=f"sentence-transformers:{tmp_path}/missing")
     with pytest.raises(ValidationError, match="is not understood; write sentence-transformers:"):
         DiscoverySettings(embeddings="openai:text-embedding-3-small")
-    with pytest.raises(ValidationError, match="needs the sentence-transformers package"):
+    with pytest.raises(ValidationError, match="needs the tokenizers and safetensors packages"):
         DiscoverySettings(embeddings=f"sentence-transformers:{tmp_path}")
     assert DiscoverySettings().embeddings_path is None
 
