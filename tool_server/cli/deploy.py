@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from tool_server.deploy.kubernetes import DeployPlan, host_memory_limit_mb, render, to_yaml
+from tool_server.deploy.kubernetes import ARTIFACTS_SECRET, DeployPlan, host_memory_limit_mb, render_text
 
 __all__ = ["deploy_app"]
 
@@ -42,27 +42,34 @@ def kubernetes(
     mlflow_uri: Annotated[str, typer.Option(help="the MLflow tracking server, as pods reach it")
                           ] = "http://mlflow.mlflow.svc:5000",
     public_url: Annotated[str, typer.Option(help="the URL clients reach the tool server at "
-                                                 "(TOOLBRIDGE_PUBLIC_URL)")] = "",
+                                                 "(TOOLBRIDGE_PUBLIC_URL); its host is accepted")] = "",
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        help="another name clients reach the tool server by (repeat; .example.com = it and its subdomains); "
+             "its Service names in the cluster are always accepted")] = None,
+    cluster_domain: Annotated[str, typer.Option(help="the cluster's DNS domain, for the Service's full name")
+                              ] = "cluster.local",
 ) -> None:
     """Write Deployments, Services, HPAs, PodDisruptionBudgets, ConfigMap, Secret template and a
     kustomization.yaml: `kubectl apply -k OUT` after filling in OUT/secret.yaml."""
     plan = DeployPlan(namespace=namespace, image=image, host_image=host_image, replicas=replicas,
                       workers=workers, pools=tuple(pool or ("shared",)),
                       host_memory_budget_mb=host_memory_budget_mb, host_min_replicas=host_min_replicas,
-                      host_max_replicas=host_max_replicas, mlflow_uri=mlflow_uri, public_url=public_url)
+                      host_max_replicas=host_max_replicas, mlflow_uri=mlflow_uri, public_url=public_url,
+                      allowed_hosts=tuple(allowed_host or ()), cluster_domain=cluster_domain)
     try:
-        files = render(plan)
+        files = render_text(plan)
     except ValueError as exc:
         console.print(f"[red]cannot render: {exc}[/red]")
         raise typer.Exit(2) from exc
     out.mkdir(parents=True, exist_ok=True)
-    for name, manifest in files.items():
-        (out / name).write_text(to_yaml(manifest))
+    for name, text in files.items():
+        (out / name).write_text(text)
     console.print(f"Wrote {len(files)} files to {out}/: tool server ({replicas} pods x {workers} workers), "
                   f"host pools {', '.join(plan.pools)} ({host_min_replicas}-{host_max_replicas} pods, "
                   f"{host_memory_limit_mb(host_memory_budget_mb)} Mi each).\n"
                   f"Fill in {out}/secret.yaml (or manage the Secret elsewhere and drop it from "
-                  f"kustomization.yaml), then: kubectl apply -k {out}")
+                  f"kustomization.yaml); in direct artifact mode, create the Secret {ARTIFACTS_SECRET} "
+                  f"(see {out}/secret.yaml). Then: kubectl apply -k {out}")
 
 
 if __name__ == "__main__":
