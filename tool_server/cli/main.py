@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tool_server.cli.bento import bento_app
@@ -233,22 +234,22 @@ def status(url: UrlOption = DEFAULT_URL) -> None:
     table = Table("tool", "model", "version", "role", "state", "reason")
     for row in body["versions"]:
         table.add_row(row["tool"], row["model"], row["version"], row["role"], row["state"],
-                      row["reason"] or "")
+                      escape(row["reason"] or ""))  # registry and model text: printed, never read as markup
     for row in body["excluded"]:
-        table.add_row("", row["name"], row["version"], "", "excluded", row["reason"])
+        table.add_row("", row["name"], row["version"], "", "excluded", escape(row["reason"]))
     console.print(table)
     hosts = Table("host", "role", "alive", "restarts", "isolation", "loaded versions")
     for host in body.get("hosts", []):
         loaded = ", ".join(m.get("key", "") for m in host.get("models", []))
         hosts.add_row(host["name"], host["role"], "yes" if host["alive"] else "no", str(host["restarts"]),
-                      host.get("isolation") or "", loaded or host.get("error", ""))
+                      host.get("isolation") or "", escape(loaded or host.get("error", "")))
     console.print(hosts)
     if body.get("lint"):  # the catalog lint's findings (docs/discovery.md)
-        lint = Table("tool", "version", "severity", "finding", "quarantined")
+        lint = Table("tool", "version", "severity", "kind", "finding", "quarantined")
         for row in body["lint"]:
             for finding in row["findings"]:
-                lint.add_row(row["tool"], row["version"], finding["severity"], finding["message"],
-                             "yes" if row["quarantined"] else "")
+                lint.add_row(row["tool"], row["version"], finding["severity"], finding["kind"],
+                             escape(finding["message"]), "yes" if row["quarantined"] else "")
         console.print(lint)
     if body.get("workers"):
         workers = Table("worker", "pid", "alive", "restarts", "routing table")
