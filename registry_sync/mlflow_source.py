@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ from registry_sync.types import RegisteredModelInfo, VersionDetails
 from registry_sync.usage import TAG_LINT, ModelUsage, merged_model_tags, merged_version_tags
 
 __all__ = ["WEBHOOK_EVENTS", "MlflowRegistry"]
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 1000  # the most search_registered_models returns in one page
 # Every registry event MLflow can send that may change what is approved. There is none for deleting a version
@@ -196,6 +199,8 @@ class MlflowRegistry:
             for start in range(0, len(metrics), 1000):  # log_batch takes at most 1,000 metrics
                 self._client.log_batch(run_id, metrics=metrics[start:start + 1000])
             logged.update({(w.key, w.sequence): step for step, w in fresh})
+            for step, window in fresh:
+                self._log_confusion(run_id, step, window)
             self._client.set_tag(run_id, "toolbridge.shadow.champion_version", windows[-1].champion_version)
             summary = merged_summary(existing, steps, run_id)
             self._client.set_model_version_tag(name, version, TAG_SUMMARY, summary)
@@ -211,6 +216,17 @@ class MlflowRegistry:
         except OSError as exc:
             raise RegistryUnavailable(f"MLflow at {self.tracking_uri} is unreachable: {exc}") from exc
         return run_id
+
+    def _log_confusion(self, run_id: str, step: int, window: ShadowWindow) -> None:
+        """The window's confusion table as a JSON artifact of the run, beside its metrics at that step."""
+        if not window.confusion:
+            return
+        table = {"step": step, "champion_version": window.champion_version, "confusion": window.confusion}
+        try:
+            self._client.log_dict(run_id, table, f"confusion/window-{step:05d}.json")
+        except Exception as exc:  # any artifact store's client (S3, GCS, ...): the metrics carry the counts
+            log.warning("confusion table of %s step %d not written to the run's artifacts: %s", window.key,
+                         step, exc)
 
     def _shadow_run(self, window: ShadowWindow, version_tags: dict[str, str]) -> str:
         """The run of this shadow version: the one its tag names, else a new one."""

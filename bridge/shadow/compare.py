@@ -142,6 +142,14 @@ class WindowCounter:
         return self.calls >= self.window_calls or (
             (self.calls or self.dropped) > 0 and self.clock() - self.started >= self.window_seconds)
 
+    def snapshot(self) -> dict[str, Any]:
+        """The open window so far (GET /shadow): its counts, confusion table and p50 latencies."""
+        return {"calls": self.calls, "compared": self.compared, "agreed": self.agreed,
+                "shadow_errors": self.errors, "dropped": self.dropped,
+                "confusion": {mine: dict(row) for mine, row in self.confusion.items()},
+                "champion_p50_ms": percentile(self.champion_ms, 0.5),
+                "shadow_p50_ms": percentile(self.shadow_ms, 0.5)}
+
     def close(self) -> ShadowWindow:
         now = self.clock()
         window = ShadowWindow(

@@ -283,11 +283,9 @@ class ShadowMirror:
             history = self._history.get(key, ShadowHistory())
             open_window = self._counters.get(key)
             row["totals"] = history.totals()
-            row["open_window"] = ({"calls": open_window.calls, "compared": open_window.compared,
-                                   "agreed": open_window.agreed, "shadow_errors": open_window.errors,
-                                   "dropped": open_window.dropped} if open_window else None)
-            row["windows"] = [{"sequence": w.sequence, "ended_at": w.ended_at, **w.metrics()}
-                              for w in history.windows]
+            row["open_window"] = open_window.snapshot() if open_window else None
+            row["windows"] = [{"sequence": w.sequence, "ended_at": w.ended_at, **w.metrics(),
+                               "confusion": w.confusion} for w in history.windows]
         return list(rows.values())
 
     @property

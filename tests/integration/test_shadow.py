@@ -93,6 +93,16 @@ def seen(row: dict[str, Any]) -> dict[str, int]:
             "dropped": totals["dropped"] + open_window.get("dropped", 0)}
 
 
+def added(tables: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+    """Confusion tables (champion label → shadow label → calls) summed cell by cell."""
+    total: dict[str, dict[str, int]] = {}
+    for table in tables:
+        for mine, cells in table.items():
+            for theirs, n in cells.items():
+                total.setdefault(mine, {})[theirs] = total.get(mine, {}).get(theirs, 0) + n
+    return total
+
+
 def call_all(server: ToolbridgeProcess, calls: int) -> list[tuple[int, dict[str, Any]]]:
     answers = []
     with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as http:
@@ -105,7 +115,7 @@ def call_all(server: ToolbridgeProcess, calls: int) -> list[tuple[int, dict[str,
 
 
 def test_the_agreement_mlflow_shows_equals_the_share_computed_offline_and_callers_get_the_champion(
-        server: ToolbridgeProcess, versions: dict[str, str], mlflow_server: str) -> None:
+        server: ToolbridgeProcess, versions: dict[str, str], mlflow_server: str, tmp_path: Path) -> None:
     champion, shadow = versions["champion"], versions["challenger"]
     wait_for(lambda: mirroring(server, shadow), 180, f"shadow version {shadow} mirrored\n{server.log()}")
     tools = httpx.get(f"{server.url}/tools", headers=server.headers, timeout=10).json()
@@ -141,6 +151,19 @@ def test_the_agreement_mlflow_shows_equals_the_share_computed_offline_and_caller
 
     row = shadows(server)[shadow]
     assert row["run_id"] == run.info.run_id and row["champion_version"] == champion
+    # Each window's confusion table: in GET /shadow's window list and as a JSON artifact at the window's step.
+    listed = [*row["windows"], *([row["open_window"]] if row["open_window"] else [])]
+    assert added([w["confusion"] for w in listed]) == totals["confusion"]
+    for window in row["windows"]:
+        cells = [n for row_cells in window["confusion"].values() for n in row_cells.values()]
+        assert sum(cells) == window["calls_compared"]
+    files = sorted(a.path for a in client.list_artifacts(run.info.run_id, "confusion"))
+    assert files == [f"confusion/window-{step:05d}.json" for step in sorted(compared)]
+    logged = [json.loads(Path(client.download_artifacts(run.info.run_id, path, str(tmp_path))).read_text())
+              for path in files]
+    assert [t["step"] for t in logged] == sorted(compared)
+    assert {t["champion_version"] for t in logged} == {champion}
+    assert added([t["confusion"] for t in logged]) == totals["confusion"]
     example = row["examples"][0]
     assert example["champion_output"]["prediction"] == "low"
     assert example["shadow_output"]["prediction"] == "high"
@@ -174,8 +197,17 @@ def test_a_shadow_that_raises_on_some_rows_never_reaches_callers_and_its_errors_
 
 def test_deleting_the_shadow_alias_stops_the_mirroring(server: ToolbridgeProcess, versions: dict[str, str],
                                                         mlflow_server: str) -> None:
-    shadow = versions["raising"]
-    MlflowClient(mlflow_server, mlflow_server).delete_registered_model_alias(MODEL, SHADOW)
+    """Stands alone: sets the alias itself, waits for calls to be mirrored, then deletes it."""
+    shadow = versions["challenger"]
+    client = MlflowClient(mlflow_server, mlflow_server)
+    client.set_registered_model_alias(MODEL, SHADOW, shadow)
+    wait_for(lambda: mirroring(server, shadow), 120, f"shadow version {shadow} mirrored\n{server.log()}")
+    start = seen(shadows(server)[shadow])["compared"]
+    call_all(server, 20)
+    wait_for(lambda: seen(shadows(server)[shadow])["compared"] >= start + 20, 30,
+             f"20 more calls of version {shadow} compared\n{server.log()}")
+
+    client.delete_registered_model_alias(MODEL, SHADOW)
     wait_for(lambda: not mirroring(server, shadow), 60,
              f"mirroring of version {shadow} stopped\n{server.log()}")
     before = seen(shadows(server)[shadow])

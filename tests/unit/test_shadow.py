@@ -103,6 +103,24 @@ def test_a_window_closes_after_n_calls_with_agreement_confusion_errors_and_laten
     assert counter.calls == 0 and counter.sequence == 1
 
 
+def test_the_open_window_shows_its_counts_confusion_and_p50_latencies_so_far() -> None:
+    counter = WindowCounter(model="m", tool="t", shadow_version="2", window_calls=100, window_seconds=60,
+                            clock=lambda: 100.0)
+    assert counter.snapshot()["champion_p50_ms"] is None and counter.snapshot()["confusion"] == {}
+    counter.add("1", compare({"label": "a"}, {"label": "b"}), 0.010, 0.030)
+    counter.add("1", compare({"label": "a"}, {"label": "a"}), 0.020, 0.040)
+    counter.add("1", compare({"label": "a"}, {"label": "a"}), None, 0.050)  # cached: no champion latency
+    counter.drop()
+    snapshot = counter.snapshot()
+    assert {k: snapshot[k] for k in ("calls", "compared", "agreed", "shadow_errors", "dropped")} == {
+        "calls": 3, "compared": 3, "agreed": 2, "shadow_errors": 0, "dropped": 1}
+    assert snapshot["confusion"] == {"a": {"b": 1, "a": 2}}
+    assert snapshot["champion_p50_ms"] == pytest.approx(10.0)
+    assert snapshot["shadow_p50_ms"] == pytest.approx(40.0)
+    snapshot["confusion"]["a"]["a"] = 99  # a copy: the counter's own table is untouched
+    assert counter.confusion == {"a": {"b": 1, "a": 2}}
+
+
 def test_a_quiet_window_closes_after_m_seconds_and_an_empty_one_never() -> None:
     now = [100.0]
     counter = WindowCounter(model="m", tool="t", shadow_version="2", window_calls=100, window_seconds=5,
@@ -219,6 +237,11 @@ async def test_agreement_is_the_share_of_answers_alike_and_windows_reach_the_lis
         await mirror.stop()
     assert [w.compared for w in windows] == [25, 25, 25, 25]
     assert sum(w.agreed for w in windows) == 90  # 40..49 answered differently
+    # GET /shadow lists each window's confusion table (champion label → shadow label → calls)
+    listed = mirror.status()[0]["windows"]
+    assert [w["confusion"] for w in listed] == [{"low": {"low": 25}}, {"low": {"low": 15, "high": 10}},
+                                                {"high": {"high": 25}}, {"high": {"high": 25}}]
+    assert [w["calls_compared"] for w in listed] == [25, 25, 25, 25]
     assert len(examples) == 10 and examples[0].champion_output == {"prediction": "low"}
     assert examples[0].shadow_output == {"prediction": "high"} and len(examples[0].input_sha256) == 64
 
