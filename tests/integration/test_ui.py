@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import ToolbridgeProcess, wait_for
-from tool_server.demo import register_trained_model, train_fin_sentiment
+from tool_server.demo import DATA_DIR, register_trained_model, train_fin_sentiment
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +115,35 @@ def failed_version(toolbridge: ToolbridgeProcess, mlflow_server: str, demo_tools
     row: dict[str, Any] = wait_for(failed, 180, f"ui_pump_monitor/{version} failed\n{toolbridge.log()}")
     yield row
     client.delete_registered_model_alias("ui_pump_monitor", "champion")
+
+
+@pytest.fixture(scope="module")
+def shadow_tool(toolbridge: ToolbridgeProcess, mlflow_server: str, demo_tools: dict[str, Any]
+                ) -> Iterator[dict[str, str]]:
+    """`ui_shadow`: the fin_sentiment demo as version 1 (champion) and, holding the alias `shadow`, version 2
+    trained on a fifth of the headlines with a strong penalty, so that some answers differ."""
+    from sklearn.base import clone
+
+    trained = dataclasses.replace(train_fin_sentiment(), name="ui_shadow")
+    frame = pd.read_csv(DATA_DIR / "financial_headlines.csv")
+    weak = clone(trained.model).set_params(clf__C=0.05).fit(frame[["headline"]][::5], frame["sentiment"][::5])
+    champion = register_trained_model(trained, tracking_uri=mlflow_server, aliases=["champion"]).version
+    shadow = register_trained_model(dataclasses.replace(trained, model=weak), tracking_uri=mlflow_server,
+                                    aliases=["shadow"]).version
+    wait_for(lambda: (shadow_row(toolbridge, "ui_shadow", str(shadow)) or {}).get("mirroring"), 180,
+             f"ui_shadow version {shadow} mirrored\n{toolbridge.log()}")
+    yield {"tool": "ui_shadow", "champion": str(champion), "shadow": str(shadow)}
+    client = MlflowClient(mlflow_server, mlflow_server)
+    client.delete_registered_model_alias("ui_shadow", "shadow")
+    client.delete_registered_model_alias("ui_shadow", "champion")
+
+
+def shadow_row(server: ToolbridgeProcess, model: str, version: str) -> dict[str, Any] | None:
+    response = httpx.get(f"{server.url}/shadow", params={"model": model, "examples": 0},
+                         headers=server.headers, timeout=30)
+    assert response.status_code == 200, response.text
+    rows = [row for row in response.json()["shadows"] if row["shadow_version"] == version]
+    return rows[0] if rows else None
 
 
 # ---------- the browser ----------
@@ -446,3 +476,66 @@ def test_screenshots_of_the_catalog_a_tool_page_and_the_operations_page(
         close(page)
     for name in ("catalog", "tool", "operations"):
         assert (folder / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+
+
+# ---------- shadow traffic (admin) ----------
+
+def shadow_expected(row: dict[str, Any]) -> dict[str, float | int | None]:
+    """What the panel must show, from GET /shadow: closed windows plus the open one (as the CLI report adds
+    them), and the p50 latencies of the newest closed window, or of the open one while none has closed."""
+    totals, open_window = row["totals"], row["open_window"] or {}
+    compared = totals["calls_compared"] + open_window.get("compared", 0)
+    agreed = totals["agreed"] + open_window.get("agreed", 0)
+    latest = row["windows"][-1] if row["windows"] else open_window
+    return {"compared": compared, "agreed": agreed, "agreement": agreed / compared if compared else None,
+            "errors": totals["shadow_errors"] + open_window.get("shadow_errors", 0),
+            "dropped": totals["dropped"] + open_window.get("dropped", 0),
+            "champion_p50_ms": latest.get("champion_p50_ms"), "shadow_p50_ms": latest.get("shadow_p50_ms")}
+
+
+def test_admins_see_the_shadow_comparison_on_the_tool_and_operations_pages(
+        browser: Browser, toolbridge: ToolbridgeProcess, shadow_tool: dict[str, str]) -> None:
+    tool, version = shadow_tool["tool"], shadow_tool["shadow"]
+    headlines = pd.read_csv(DATA_DIR / "financial_headlines.csv")["headline"].head(40).tolist()
+    with httpx.Client(base_url=toolbridge.url, headers=toolbridge.headers, timeout=60) as client:
+        for headline in headlines:
+            client.post(f"/tools/{tool}/invoke", json={"headline": headline}).raise_for_status()
+
+    def settled() -> dict[str, Any] | None:
+        row = shadow_row(toolbridge, tool, version)
+        found = shadow_expected(row) if row else None
+        return row if found and found["compared"] + found["errors"] + found["dropped"] == 40 else None
+
+    row = wait_for(settled, 60, f"40 calls of {tool} mirrored to version {version}\n{toolbridge.log()}")
+    expected = shadow_expected(row)
+    assert expected["compared"] == 40 and 0 < expected["agreed"] < 40  # the weaker shadow differs on some
+
+    page = new_page(browser)
+    try:
+        sign_in(page, toolbridge, toolbridge.admin_key)
+        for where in (f"#/tools/{tool}", "#/ops"):
+            page.goto(f"{toolbridge.url}/ui/{where}")
+            card = page.locator(f'[data-shadow="{tool}/{version}"]')
+            expect(card).to_contain_text(f"shadow version {version}")
+            expect(card).to_contain_text("mirroring")
+            shown = {field: card.locator(f'dd[data-field="{field}"]').get_attribute("data-value")
+                     for field in ("compared", "agreement", "errors", "dropped", "champion_p50_ms",
+                                   "shadow_p50_ms")}
+            assert {k: float(v) if v else None for k, v in shown.items()} == {
+                k: expected[k] for k in shown}, where
+            agreed, compared = expected["agreed"], expected["compared"]
+            expect(card.locator('dd[data-field="agreement"]')).to_contain_text(f"({agreed} of {compared})")
+            figure = card.get_by_role("img", name=re.compile("^Agreement per window: "))
+            expect(figure).to_have_attribute("aria-label", re.compile(r"\d+ windows?, agreement from \d"))
+            assert figure.locator("svg rect").count() >= 1
+            card.get_by_text("Agreement per window as a table").click()  # the chart's numbers as text
+            expect(card.locator('td[data-label="Compared"]').first).to_be_visible()
+            cells = card.locator('td[data-label="Compared"]').all_inner_texts()
+            assert sum(int(cell) for cell in cells) == compared
+        for viewport in (LAPTOP, PHONE):  # the operations page with the panel open
+            page.set_viewport_size(viewport)
+            assert page.evaluate(CHECKS, "unlabelled") == [], "shadow panel: controls without a name"
+            assert page.evaluate(CHECKS, "lowContrast") == [], "shadow panel: text under 4.5:1 contrast"
+            assert page.evaluate(CHECKS, "overflow") <= 0, f"shadow panel scrolls sideways at {viewport}"
+    finally:
+        close(page)

@@ -374,7 +374,8 @@ async function viewTool(name) {
     return [h("h1", { tabindex: -1 }, name), h("p", { class: "notice bad" }, body.message || `GET /${path} answered ${response.status}`), h("p", {}, h("a", { href: "#/" }, "Back to the catalog"))];
   }
   const tool = await response.json();
-  const [openai, stats] = await Promise.all([json("openai/tools").catch(() => []), admin ? json("stats/calls").catch(() => null) : null]);
+  const [openai, stats, shadow] = await Promise.all([json("openai/tools").catch(() => []), admin ? json("stats/calls").catch(() => null) : null,
+    admin ? shadowPanel(tool) : null]);
   let lastArgs = skeleton(tool);
   const snippetArea = h("div", { id: "snippets" });
   const drawSnippets = () => put(snippetArea, tabs(snippets(tool, openai, lastArgs)));
@@ -399,7 +400,8 @@ async function viewTool(name) {
       h("section", { "aria-labelledby": "try-heading" }, h("h2", { id: "try-heading" }, "Try it"), form),
       h("section", { "aria-labelledby": "answer-heading" }, h("h2", { id: "answer-heading" }, "Answer"), result)),
     h("section", { "aria-labelledby": "use-heading" }, h("h2", { id: "use-heading" }, "Use it from"),
-      h("p", { class: "muted" }, "Snippets read the key from $TOOLBRIDGE_API_KEY: the page never writes your key into them."), snippetArea)];
+      h("p", { class: "muted" }, "Snippets read the key from $TOOLBRIDGE_API_KEY: the page never writes your key into them."), snippetArea),
+    shadow];
 }
 
 // ---------- operations ----------
@@ -433,10 +435,10 @@ function lines(minutes) {
     s("path", { d: path("p50_ms") || "M0 0", class: "c-p50" }), s("path", { d: path("p99_ms") || "M0 0", class: "c-p99" })) };
 }
 const swatch = (cls, text) => h("span", {}, h("span", { class: `swatch ${cls}`, "aria-hidden": "true" }), text);
-function chart(title, drawn, summary, legend, unit) {
+function chart(title, drawn, summary, legend, unit, from = "60 min ago") {
   return h("figure", { class: "chart", role: "img", "aria-label": `${title}: ${summary}` },
     h("figcaption", {}, h("strong", {}, title), " ", h("span", { class: "muted" }, summary)), drawn.svg,
-    h("div", { class: "axis", "aria-hidden": "true" }, h("span", {}, "60 min ago"), h("span", {}, `max ${unit(drawn.max)}`), h("span", {}, "now")),
+    h("div", { class: "axis", "aria-hidden": "true" }, h("span", {}, from), h("span", {}, `max ${unit(drawn.max)}`), h("span", {}, "now")),
     h("div", { class: "legend", "aria-hidden": "true" }, legend));
 }
 function callsCard(entry, routing) {
@@ -473,9 +475,63 @@ function hostCard(host) {
       models.map((m) => h("tr", {}, td("Version", h("code", {}, m.key)), td("Memory", fmtMB(m.memory_bytes), "num"), td("Load", `${(m.load_seconds || 0).toFixed(1)} s`, "num"))), "stack")
       : h("p", { class: "muted" }, "No model loaded."));
 }
+// ---------- shadow traffic (GET /shadow, admin) ----------
+// Counts as the CLI report and /metrics give them: the closed windows' totals plus the open window.
+function shadowSeen(row) {
+  const t = row.totals, o = row.open_window || {};
+  const compared = t.calls_compared + (o.compared || 0), agreed = t.agreed + (o.agreed || 0);
+  return { compared, agreed, agreement: compared ? agreed / compared : null,
+    errors: t.shadow_errors + (o.shadow_errors || 0), dropped: t.dropped + (o.dropped || 0) };
+}
+// p50 latencies of the newest closed window, or of the open one while none has closed.
+function shadowLatency(row) {
+  const last = row.windows.length ? row.windows[row.windows.length - 1] : null;
+  const from = last || row.open_window || {};
+  return { champion: from.champion_p50_ms ?? null, shadow: from.shadow_p50_ms ?? null, open: !last };
+}
+const fmtShare = (x) => (x === null || x === undefined ? "—" : `${(x * 100).toFixed(1)}%`);
+// One bar per window (its height the agreement), the open window last; a window with nothing compared is a gap.
+function agreementBars(windows) {
+  const w = 6, gap = 2, height = 60;
+  const rects = windows.flatMap((win, i) => (win.agreement === null ? [] : [s("rect", { x: i * (w + gap), y: height - win.agreement * height, width: w, height: win.agreement * height, class: "c-ok" })]));
+  return { max: 1, svg: s("svg", { viewBox: `0 0 ${Math.max(1, windows.length) * (w + gap)} ${height}`, preserveAspectRatio: "none", "aria-hidden": "true", focusable: "false" }, ...rects) };
+}
+function shadowCard(row) {
+  const seen = shadowSeen(row), latency = shadowLatency(row);
+  const o = row.open_window;
+  const windows = [...row.windows.map((win, i) => ({ name: `${i + 1}`, compared: win.calls_compared ?? 0, agreement: win.agreement ?? null, errors: win.shadow_errors ?? 0, dropped: win.dropped ?? 0 })),
+    ...(o && o.calls + o.dropped > 0 ? [{ name: "open", compared: o.compared, agreement: o.compared ? o.agreed / o.compared : null, errors: o.shadow_errors, dropped: o.dropped }] : [])];
+  const fact = (name, label, text, value) => [h("dt", {}, label), h("dd", { "data-field": name, "data-value": value === null || value === undefined ? "" : String(value) }, text)];
+  const lows = windows.filter((x) => x.agreement !== null).map((x) => x.agreement);
+  const summary = windows.length ? `${windows.length} window${windows.length > 1 ? "s" : ""}, agreement from ${fmtShare(Math.min(...lows))} to ${fmtShare(Math.max(...lows))}` : "no call compared yet";
+  return h("li", { class: "card", "data-shadow": `${row.model}/${row.shadow_version}` },
+    h("h3", {}, `${row.tool}: shadow version ${row.shadow_version} `, badge(row.mirroring ? "mirroring" : "stopped", row.mirroring ? "ok" : "")),
+    row.blocked ? h("p", { class: "notice" }, row.blocked) : null,
+    h("dl", { class: "facts" },
+      fact("shadow_version", "Shadow version", `${row.shadow_version} (champion ${row.champion_version || "—"}${row.rate !== null && row.rate !== undefined ? `, ${Math.round(row.rate * 100)}% of calls offered` : ""})`, row.shadow_version),
+      fact("agreement", "Agreement", seen.compared ? `${fmtShare(seen.agreement)} (${seen.agreed} of ${seen.compared})` : "—", seen.agreement),
+      fact("compared", "Calls compared", String(seen.compared), seen.compared),
+      fact("errors", "Shadow errors", String(seen.errors), seen.errors),
+      fact("dropped", "Dropped (queue full)", String(seen.dropped), seen.dropped),
+      fact("champion_p50_ms", "Latency p50, champion", fmtMs(latency.champion), latency.champion),
+      fact("shadow_p50_ms", "Latency p50, shadow", `${fmtMs(latency.shadow)}${latency.open ? " (open window)" : " (last window)"}`, latency.shadow)),
+    lows.length ? chart("Agreement per window", agreementBars(windows), summary, [swatch("c-ok", "agreement (bar height, 0 to 100%)")], () => "100%", "first window") : null,
+    windows.length ? h("details", {}, h("summary", {}, "Agreement per window as a table"),
+      table(`Windows of shadow version ${row.shadow_version}`, ["Window", { label: "Compared", num: true }, { label: "Agreement", num: true }, { label: "Errors", num: true }, { label: "Dropped", num: true }],
+        windows.map((x) => h("tr", {}, td("Window", x.name), td("Compared", String(x.compared), "num"), td("Agreement", fmtShare(x.agreement), "num"), td("Errors", String(x.errors), "num"), td("Dropped", String(x.dropped), "num"))), "stack")) : null);
+}
+// The shadow panel: every shadow version this process mirrors or saw (`tool` set: that tool's only).
+async function shadowPanel(tool) {
+  const body = await json(`shadow?examples=0${tool ? `&model=${encodeURIComponent(tool.model.name)}` : ""}`).catch(() => null);
+  const rows = body ? body.shadows.filter((r) => !tool || r.tool === tool.name) : [];
+  if (tool && !rows.length) return null;
+  return h("section", { "aria-labelledby": "shadow-heading", id: "shadow" }, h("h2", { id: "shadow-heading" }, "Shadow traffic"),
+    h("p", { class: "muted" }, "A version holding the shadow alias answers the champion's calls in the background, never a caller; counted by this process since it started. toolbridge shadow report has the confusion table."),
+    body ? (rows.length ? h("ul", { class: "cards" }, rows.map(shadowCard)) : h("p", { class: "muted" }, "No shadow version (set the alias shadow on a version to compare it).")) : h("p", { class: "notice" }, "GET /shadow did not answer."));
+}
 async function viewOps() {
   if (!state.who.admin) return [h("h1", { tabindex: -1 }, "Operations"), h("p", { class: "notice" }, "The operations page needs an API key with the admin scope.")];
-  const [status, stats] = await Promise.all([json("status"), json("stats/calls")]);
+  const [status, stats, shadow] = await Promise.all([json("status"), json("stats/calls"), shadowPanel(null)]);
   const sync = status.sync;
   const versions = [...status.versions].sort((a, b) => (ORDER[a.state] ?? 9) - (ORDER[b.state] ?? 9) || a.tool.localeCompare(b.tool));
   const failed = versions.filter((v) => v.state === "failed").length;
@@ -500,7 +556,8 @@ async function viewOps() {
     h("h2", {}, "Model hosts"), h("ul", { class: "cards grid" }, status.hosts.map(hostCard)),
     h("h2", {}, "Calls in the last hour"),
     h("p", { class: "muted" }, `Counted by this worker process (pid ${stats.worker_pid}); with several workers each reports its own calls. /metrics has the Prometheus series.`),
-    stats.tools.length ? h("ul", { class: "cards" }, stats.tools.map((t) => callsCard(t, stats.routing))) : h("p", { class: "muted" }, "No call in the last hour.")];
+    stats.tools.length ? h("ul", { class: "cards" }, stats.tools.map((t) => callsCard(t, stats.routing))) : h("p", { class: "muted" }, "No call in the last hour."),
+    shadow];
 }
 function schedule() {
   clearTimeout(state.refresh);
