@@ -10,7 +10,7 @@ mirrored) and `fin_plain` (the same artifact, no shadow). Both score the same he
    (`--queue-size`), so overload shows as dropped shadow calls (counted), not as slower callers.
 
     .venv/bin/python -m bench.shadow [--calls 500] [--warmup 100] [--rounds 5] [--clients 8]
-        [--duration 20] [--rounds-load 3] [--queue-size 64] [--no-yield]
+        [--duration 20] [--rounds-load 3] [--queue-size 64] [--quiet-ms MS] [--no-yield]
 """
 
 from __future__ import annotations
@@ -118,11 +118,14 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per tool, in all")
     parser.add_argument("--rounds-load", type=int, default=3)
     parser.add_argument("--queue-size", type=int, default=64, help="TOOLBRIDGE_SHADOW_QUEUE_SIZE")
+    parser.add_argument("--quiet-ms", type=float, default=None,
+                        help="TOOLBRIDGE_SHADOW_QUIET_MS (default: the setting's default)")
     parser.add_argument("--no-yield", action="store_true",
                         help="TOOLBRIDGE_SHADOW_YIELD_TO_CALLERS=false, CONCURRENCY=4: shadow calls compete")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; shadow calls "
-          + ("compete with callers (4 at once)" if args.no_yield else "on spare capacity (1 at once)"))
+          + ("compete with callers (4 at once)" if args.no_yield else "on spare capacity (1 at once)")
+          + ("" if args.quiet_ms is None else f", quiet {args.quiet_ms:g} ms"))
     rows = headlines(256)
     with tempfile.TemporaryDirectory(prefix="bench-shadow-") as tmp_name:
         tmp = Path(tmp_name)
@@ -132,6 +135,7 @@ def main() -> None:
             "TOOLBRIDGE_POLL_INTERVAL": "1", "TOOLBRIDGE_SHADOW_QUEUE_SIZE": str(args.queue_size),
             "TOOLBRIDGE_SHADOW_WINDOW_SECONDS": "10", "TOOLBRIDGE_SHADOW_WRITEBACK_SECONDS": "5",
             "TOOLBRIDGE_RATE_LIMIT_PER_MINUTE": "100000000", "TOOLBRIDGE_LOG_LEVEL": "WARNING",
+            **({} if args.quiet_ms is None else {"TOOLBRIDGE_SHADOW_QUIET_MS": str(args.quiet_ms)}),
             **({"TOOLBRIDGE_SHADOW_YIELD_TO_CALLERS": "false", "TOOLBRIDGE_SHADOW_CONCURRENCY": "4"}
                if args.no_yield else {})})
         try:

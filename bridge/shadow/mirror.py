@@ -49,6 +49,8 @@ class ShadowSettings(BaseSettings):
     concurrency: int = Field(default=1, ge=1, le=256, description="shadow calls in flight at once")
     yield_to_callers: bool = Field(default=True, description="a shadow call starts only when no caller's "
                                    "call has been in progress in this process for quiet_ms")
+    # 20 ms (bench/README.md "Shadow traffic"): a back-to-back caller's gaps are shorter, so it never meets a
+    # shadow call; 2 ms compared twice as many of its calls but cost it up to 1.4x at p50, 0 ms 1.7x.
     quiet_ms: float = Field(default=20.0, ge=0, le=60_000, description="how long this process must have "
                             "answered no caller before a shadow call starts")
     window_calls: int = Field(default=500, ge=1, description="a comparison window closes after this many "
@@ -195,7 +197,8 @@ class ShadowMirror:
                 queue.task_done()
 
     async def _quiet(self) -> None:
-        """Until no caller has been answered for `quiet_ms` (sequential callers leave gaps far shorter)."""
+        """Until no caller has been answered for `quiet_ms` (a back-to-back caller's gaps are mostly
+        shorter)."""
         assert self._idle is not None
         quiet = self.settings.quiet_ms / 1000
         while True:
