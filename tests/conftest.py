@@ -120,7 +120,12 @@ class ToolbridgeProcess:
         return {"Authorization": f"Bearer {self.admin_key}"}
 
     def log(self) -> str:
+        """The log's tail, for failure messages."""
         return self.log_path.read_text(errors="replace")[-6000:]
+
+    def full_log(self) -> str:
+        """The whole log, for assertions: access lines soon push start-up lines out of the tail."""
+        return self.log_path.read_text(errors="replace")
 
     def stop(self) -> int:
         if self.process.poll() is None:

@@ -328,7 +328,7 @@ def allowed(name: str) -> bool:
 def test_every_host_says_which_isolation_is_in_force(attacked: Stack) -> None:
     status = httpx.get(f"{attacked.server.url}/status", headers=attacked.server.headers, timeout=30).json()
     assert status["hosts"] and {host["isolation"] for host in status["hosts"]} == {attacked.mode.isolation}
-    assert "NOT ISOLATED" not in attacked.server.log()
+    assert "NOT ISOLATED" not in attacked.server.full_log()
 
 
 def server_environ(pid: int) -> dict[str, str]:
@@ -476,10 +476,10 @@ if ROOT and not USER_MODE_RUNS:  # elsewhere the `user` mode runs the whole suit
         server = ToolbridgeProcess(["--mlflow-uri", mlflow_server], tmp_path / "state",
                                    {"TOOLBRIDGE_HOST_SANDBOX": "off"})
         try:
-            wait_for(lambda: server.process.poll() is not None or "cannot run as the OS user" in server.log(),
-                     180, f"a refusal\n{server.log()}")
-            assert f"model hosts cannot run as the OS user {HOST_USER}" in server.log()
-            assert "install bubblewrap" in server.log()
+            wait_for(lambda: server.process.poll() is not None
+                     or "cannot run as the OS user" in server.full_log(), 180, f"a refusal\n{server.log()}")
+            assert f"model hosts cannot run as the OS user {HOST_USER}" in server.full_log()
+            assert "install bubblewrap" in server.full_log()
         finally:
             server.stop()
 
@@ -493,7 +493,7 @@ def test_env_only_mode_keeps_secrets_out_of_the_environment_and_warns_that_nothi
     env = {"TOOLBRIDGE_HOST_SANDBOX": "off", **same_user}
     with serving(Mode("env-only", "env-only", env, True), ("environ", "state_dir"), mlflow_server,
                  tmp_path / "state") as stack:
-        assert "MODEL HOSTS ARE NOT ISOLATED (isolation: env-only)" in stack.server.log()
+        assert "MODEL HOSTS ARE NOT ISOLATED (isolation: env-only)" in stack.server.full_log()
         status = httpx.get(f"{stack.server.url}/status", headers=stack.server.headers, timeout=30).json()
         assert {host["isolation"] for host in status["hosts"]} == {"env-only"}
         environ = report_of(stack.call(stack.names["environ"]))["environ"]

@@ -211,4 +211,4 @@ async def test_ctrl_c_ends_open_mcp_streams_and_exits_cleanly(mlflow_server: str
     finally:
         server.stop()
     assert code == 0, server.log()
-    assert "Traceback" not in server.log(), server.log()
+    assert "Traceback" not in server.full_log(), server.log()

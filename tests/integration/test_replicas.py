@@ -254,7 +254,7 @@ def test_with_redis_stopped_calls_go_on_with_per_process_limits_and_are_shared_a
         assert [invoke(b.url, key).status_code for _ in range(3)] == [200, 200, 429]
         for server in (a, b):
             assert metric(server, "toolbridge_shared_state_degraded", component="redis") == 1
-            assert "Redis cannot be reached" in server.log()
+            assert "Redis cannot be reached" in server.full_log()
     finally:
         replicas.redis.start()
     for server in (a, b):
