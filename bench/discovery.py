@@ -121,7 +121,7 @@ def query_times(specs: list[ToolSpec], queries: list[dict[str, str]], rounds: in
     return samples
 
 
-MODEL_DIR = Path(".toolbridge/models/all-minilm-l6-v2")
+MODEL_DIR = Path(__file__).resolve().parents[1] / ".toolbridge" / "models" / "all-minilm-l6-v2"
 # The sentence-transformers README's similarities of these three sentences under all-MiniLM-L6-v2.
 PUBLISHED = (["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."],
              [[1.0, 0.6660, 0.1046], [0.6660, 1.0, 0.1411], [0.1046, 0.1411, 1.0]])

