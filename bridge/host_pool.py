@@ -129,7 +129,8 @@ class HostPool:
             return self.remote[pool]
         known = ", ".join(sorted({DEFAULT_POOL, *self.remote}))
         raise UnknownPool(f"the model asks for host pool {pool!r} (tag {TAG_POOL}), which is not configured; "
-                          f"configured pools: {known}. Fix the tag, or add the pool to TOOLBRIDGE_HOST_POOLS")
+                          f"configured pools: {known}. Fix the tag, or add the pool to TOOLBRIDGE_HOST_POOLS "
+                          "(or to its TOOLBRIDGE_HOST_POOLS_FILE)")
 
     async def remote_status(self) -> list[dict[str, Any]]:
         """One row per URL of each remote pool (for status): ready or not, and what it holds."""

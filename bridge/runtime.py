@@ -11,13 +11,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bridge.errors import BridgeError
 from bridge.host_pool import HostPool
 from bridge.host_sandbox import HostLimits, plan_sandbox
-from bridge.hosting.remote_pool import HostPools
+from bridge.hosting.remote_pool import HostPools, pools_setting
 from bridge.invoker import Invoker
 from bridge.reconciler import Reconciler, VersionStatus
 from bridge.response_cache import ResponseCache, cache_allowed
@@ -69,9 +69,22 @@ class BridgeSettings(BaseSettings):
                                   "model host; a larger one fails the call with a clear error")
     host_pools: HostPools = Field(default_factory=dict, description="remote model-host pools, a JSON object "
                                   "of pool name → URL(s); versions choose one with the tag toolbridge.pool")
+    host_pools_file: Path | None = Field(default=None, description="the same object in a file (JSON, or TOML "
+                                         "if it ends in .toml), e.g. a mounted ConfigMap; read at start; "
+                                         "not with TOOLBRIDGE_HOST_POOLS")
     max_parallel_loads: int = Field(default=8, ge=1, le=256, description="model versions loaded and "
                                     "smoke-tested at once in a registry pass (a cold start loads every "
                                     "approved version)")
+
+    @field_validator("host_pools_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value  # not Path(""), the current directory
+
+    @model_validator(mode="after")
+    def _pools_from_file(self) -> BridgeSettings:
+        self.host_pools = pools_setting(self.host_pools, self.host_pools_file)
+        return self
 
 
 class Bridge:

@@ -6,6 +6,9 @@ answers any version: every predict carries the version's model URI, so a replica
 it on that call (bridge.model_host.service), within its own memory budget. A replica that refuses the
 connection is skipped for a few seconds and the call goes to the next one; when none answers, the call fails
 with HostUnavailable (503 + Retry-After for the caller), after at most one short connect timeout per replica.
+
+The same object can come from a file instead, `TOOLBRIDGE_HOST_POOLS_FILE=<path>` (JSON, or TOML when the name
+ends in .toml), e.g. a ConfigMap key mounted as a file; it is read once, at start.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import asyncio
 import json
 import re
 import time
+import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator
@@ -23,10 +28,12 @@ from pydantic_settings import NoDecode
 from bridge.errors import BridgeError
 from bridge.host_client import HostClient, HostTimeout, HostUnavailable
 
-__all__ = ["POOL_NAME", "REPLICA_COOLDOWN", "HostPools", "RemotePool", "UnknownPool", "parse_pools"]
+__all__ = ["POOL_NAME", "REPLICA_COOLDOWN", "HostPools", "RemotePool", "UnknownPool", "parse_pools",
+           "pools_setting", "read_pools_file"]
 
 POOL_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")  # also a Kubernetes object name part
 REPLICA_COOLDOWN = 5.0  # seconds a replica that refused a connection is skipped
+_EXAMPLE = '{"shared": "http://toolbridge-hosts:3000"}'
 
 
 class UnknownPool(BridgeError):
@@ -57,8 +64,7 @@ def parse_pools(value: str | Mapping[str, Any] | None) -> dict[str, tuple[str, .
         try:
             value = json.loads(value)
         except ValueError as exc:
-            raise ValueError(f"not JSON ({exc}); expected an object like "
-                             "{\"shared\": \"http://toolbridge-hosts:3000\"}") from exc
+            raise ValueError(f"not JSON ({exc}); expected an object like {_EXAMPLE}") from exc
     if not isinstance(value, Mapping):
         raise ValueError(f"expected a JSON object of pool name → URL(s), got {type(value).__name__}")
     pools: dict[str, tuple[str, ...]] = {}
@@ -68,6 +74,57 @@ def parse_pools(value: str | Mapping[str, Any] | None) -> dict[str, tuple[str, .
                              "as in a Kubernetes name), e.g. \"gpu\"")
         pools[name] = _urls(name, urls)
     return pools
+
+
+def read_pools_file(path: Path) -> dict[str, tuple[str, ...]]:
+    """TOOLBRIDGE_HOST_POOLS_FILE: the object of TOOLBRIDGE_HOST_POOLS in a JSON file (TOML if it ends in
+    .toml), checked as parse_pools checks the variable. Raises ValueError naming the file and the mistake."""
+    where = f"TOOLBRIDGE_HOST_POOLS_FILE={path}"
+    toml = path.suffix.lower() == ".toml"
+    expected = ('a TOML table like shared = "http://toolbridge-hosts:3000"' if toml
+                else f"a JSON object like {_EXAMPLE}")
+    if path.is_dir():  # a ConfigMap volume is a directory of files, one per key
+        raise ValueError(f"{where}: is a directory; name the file in it (a ConfigMap mounted as a volume "
+                         "holds one file per key, e.g. /etc/toolbridge/host-pools.json)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{where}: no such file; expected {expected}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise ValueError(f"{where}: cannot be read ({exc.strerror}); the tool server's user must be able to "
+                         "read it") from exc
+    if not text.strip():
+        raise ValueError(f"{where}: the file is empty; expected {expected} ({{}} for no remote pool)")
+    value: Any
+    if toml:
+        try:
+            value = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{where}: not TOML ({exc}); expected {expected}") from exc
+    else:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; "
+                             f"expected {expected}") from exc
+    try:
+        return parse_pools(value)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+
+
+def pools_setting(inline: Mapping[str, tuple[str, ...]], file: Path | None) -> dict[str, tuple[str, ...]]:
+    """The pools from TOOLBRIDGE_HOST_POOLS (already parsed) or TOOLBRIDGE_HOST_POOLS_FILE, never both: two
+    sources would leave the reader guessing which one the server runs with."""
+    if file is None:
+        return dict(inline)
+    if inline:
+        raise ValueError(f"TOOLBRIDGE_HOST_POOLS and TOOLBRIDGE_HOST_POOLS_FILE={file} are both set; keep "
+                         "one: unset TOOLBRIDGE_HOST_POOLS to use the file (in Kubernetes, drop that "
+                         "ConfigMap key), or unset TOOLBRIDGE_HOST_POOLS_FILE to keep the variable")
+    return read_pools_file(file)
 
 
 # The settings field: parsed here, not by pydantic-settings' JSON decoding, so a mistake reads as a sentence.

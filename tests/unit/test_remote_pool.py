@@ -1,9 +1,11 @@
-"""Remote host pools without a network: the setting's parsing and its messages, which pool a version goes to,
-and how a pool spreads calls over its replicas (fake replicas standing in for HostClient's HTTP)."""
+"""Remote host pools without a network: the setting's parsing and its messages (from the variable or its
+file), which pool a version goes to, and how a pool spreads calls over its replicas (fake replicas standing in
+for HostClient's HTTP)."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,6 +39,71 @@ def test_a_bad_pool_setting_is_refused_with_what_was_expected(
     with pytest.raises(ValidationError, match="host_pools") as caught:
         BridgeSettings()
     assert message in str(caught.value)
+
+
+POOLS_JSON = '{"shared": "http://hosts:3000/",\n "gpu": ["http://a:1", "http://b:1"]}'
+POOLS_TOML = 'shared = "http://hosts:3000/"\ngpu = ["http://a:1", "http://b:1"]\n'
+POOLS = {"shared": ("http://hosts:3000",), "gpu": ("http://a:1", "http://b:1")}
+
+
+def settings_from_file(monkeypatch: pytest.MonkeyPatch, path: Path) -> BridgeSettings:
+    monkeypatch.setenv("TOOLBRIDGE_HOST_POOLS_FILE", str(path))
+    return BridgeSettings()
+
+
+@pytest.mark.parametrize(("name", "text"), [("pools.json", POOLS_JSON), ("pools", POOLS_JSON),
+                                            ("pools.toml", POOLS_TOML)])
+def test_pools_come_from_a_json_or_toml_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str,
+                                             text: str) -> None:
+    (tmp_path / name).write_text(text)
+    assert settings_from_file(monkeypatch, tmp_path / name).host_pools == POOLS
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("pools.json", "", "the file is empty; expected a JSON object like {\"shared\""),
+    ("pools.json", '{"shared": "http://a",\n "gpu": }', "not JSON at line 2, column 9: Expecting value"),
+    ("pools.toml", "shared = http://a\n", "not TOML (Invalid value (at line 1, column 10))"),
+    # The shape is checked as the variable's is, with the same words.
+    ("pools.json", '["http://a"]', "expected a JSON object of pool name → URL(s), got list"),
+    ("pools.json", '{"GPU": "http://a"}', "pool name 'GPU': expected lowercase letters, digits and '-'"),
+    ("pools.toml", 'gpu = "ftp://a"', "pool 'gpu': 'ftp://a' is not an http(s) URL"),
+    ("pools.toml", "gpu = 3", "pool 'gpu': expected a URL, comma-separated URLs or a list of URLs, got 3"),
+])
+def test_a_bad_pools_file_is_refused_naming_the_file_and_what_was_wrong(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, text: str, message: str) -> None:
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ValidationError) as caught:
+        settings_from_file(monkeypatch, tmp_path / name)
+    assert f"TOOLBRIDGE_HOST_POOLS_FILE={tmp_path / name}: {message}" in str(caught.value)
+
+
+def test_a_pools_file_that_cannot_be_read_says_why(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cases = {tmp_path / "absent.json": "no such file; expected a JSON object like",
+             tmp_path: "is a directory; name the file in it (a ConfigMap mounted as a volume",
+             tmp_path / "absent.toml": "no such file; expected a TOML table like shared = ",
+             tmp_path / "not-utf8.json": "not UTF-8 text (invalid start byte at byte 0)"}
+    (tmp_path / "not-utf8.json").write_bytes(b"\xff{}")
+    (tmp_path / "plain").write_text("{}")
+    cases[tmp_path / "plain" / "pools.json"] = "cannot be read (Not a directory)"  # an OSError, not absent
+    for path, message in cases.items():
+        with pytest.raises(ValidationError) as caught:
+            settings_from_file(monkeypatch, path)
+        assert f"TOOLBRIDGE_HOST_POOLS_FILE={path}: {message}" in str(caught.value)
+
+
+def test_pools_in_both_the_variable_and_a_file_are_refused_saying_which_to_unset(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "pools.json").write_text(POOLS_JSON)
+    monkeypatch.setenv("TOOLBRIDGE_HOST_POOLS", '{"shared": "http://elsewhere"}')
+    with pytest.raises(ValidationError, match="TOOLBRIDGE_HOST_POOLS and TOOLBRIDGE_HOST_POOLS_FILE=.* are "
+                       "both set; keep one: unset TOOLBRIDGE_HOST_POOLS to use the file .* or unset "
+                       "TOOLBRIDGE_HOST_POOLS_FILE to keep the variable"):
+        settings_from_file(monkeypatch, tmp_path / "pools.json")
+    # Empty values are unset, as a compose file's `${POOLS:-}` gives them.
+    monkeypatch.setenv("TOOLBRIDGE_HOST_POOLS", "")
+    assert settings_from_file(monkeypatch, tmp_path / "pools.json").host_pools == POOLS
+    monkeypatch.setenv("TOOLBRIDGE_HOST_POOLS_FILE", "")
+    assert BridgeSettings().host_pools == {}
 
 
 def ref(model_tags: dict[str, str] | None = None, version_tags: dict[str, str] | None = None
