@@ -1,5 +1,6 @@
 """Remote host pools on real processes: two `bentoml serve` model hosts started outside Toolbridge's control
-(as Kubernetes would run them), and `toolbridge up` with TOOLBRIDGE_HOST_POOLS naming both URLs.
+(as Kubernetes would run them), and `toolbridge up` with TOOLBRIDGE_HOST_POOLS naming both URLs (and, while
+both replicas are up, `toolbridge up --workers 2` with the pools in TOOLBRIDGE_HOST_POOLS_FILE).
 
 Toolbridge routes, smoke-tests and balances through the pool and reports its health, but never starts,
 restarts or stops a replica: a replica killed here stays dead, and calls go to the other one.
@@ -22,6 +23,7 @@ from bridge.hosts import HostProcess
 from bridge.process_group import marked_processes
 from tests.conftest import FAST_SYNC, ToolbridgeProcess, wait_for
 from tool_server.demo import register_trained_model, train_fin_sentiment
+from tool_server.workers.worker import WORKER_HEADER
 
 pytestmark = pytest.mark.integration
 
@@ -42,18 +44,24 @@ class Pool:
     server: ToolbridgeProcess
 
     def call(self) -> httpx.Response:
-        # The client timeout is the "never a hang" bound: a call that hangs fails the test.
-        return httpx.post(f"{self.server.url}/tools/{MODEL}/invoke", json=HEADLINE,
-                          headers=self.server.headers, timeout=20)
+        return invoke(self.server)
 
     def status(self) -> dict[str, Any]:
-        body: dict[str, Any] = httpx.get(f"{self.server.url}/status", headers=self.server.headers,
-                                         timeout=20).json()
-        return body
+        return status(self.server)
 
     def answering_version(self) -> str | None:
         answer = self.call()
         return str(answer.json()["model"]["version"]) if answer.status_code == 200 else None
+
+
+def invoke(server: ToolbridgeProcess) -> httpx.Response:
+    # The client timeout is the "never a hang" bound: a call that hangs fails the test.
+    return httpx.post(f"{server.url}/tools/{MODEL}/invoke", json=HEADLINE, headers=server.headers, timeout=20)
+
+
+def status(server: ToolbridgeProcess) -> dict[str, Any]:
+    body: dict[str, Any] = httpx.get(f"{server.url}/status", headers=server.headers, timeout=20).json()
+    return body
 
 
 def host_info(replica: HostProcess) -> dict[str, Any]:
@@ -129,6 +137,42 @@ def test_both_replicas_answer_calls_of_the_same_version(pool: Pool, first_versio
     key = f"{MODEL}/{first_version}"
     for replica in pool.replicas:  # each loaded the version itself, on its first call for it
         assert key in [m["key"] for m in host_info(replica)["models"]]
+
+
+def test_two_workers_answer_through_a_pool_read_from_a_file(
+        pool: Pool, first_version: str, mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """As the Kubernetes manifests run it: `--workers 2`, the pools in a file (a mounted ConfigMap key). Runs
+    while both replicas are up (the tests below kill them)."""
+    pools_file = tmp_path_factory.mktemp("config") / "host-pools.json"
+    pools_file.write_text(json.dumps({"shared": [replica.base_url for replica in pool.replicas]}))
+    server = ToolbridgeProcess(["--mlflow-uri", mlflow_server, "--workers", "2"],
+                               tmp_path_factory.mktemp("pooled-workers"),
+                               {**FAST_SYNC, "TOOLBRIDGE_HOST_POOLS_FILE": str(pools_file),
+                                "TOOLBRIDGE_SPARE_HOSTS": "0",
+                                "TOOLBRIDGE_REQUIRED_TAGS": json.dumps(SCOPE_TAG)})
+    try:
+        server.wait_healthy()
+        answered: dict[int, str] = {}  # worker pid → version it answered
+
+        def both_workers_answered() -> bool:
+            answer = invoke(server)
+            if answer.status_code == 200:
+                answered[int(answer.headers[WORKER_HEADER])] = str(answer.json()["model"]["version"])
+            return len(answered) == 2
+
+        wait_for(both_workers_answered, 90, f"{MODEL} answered by both workers through the pool")
+        assert set(answered.values()) == {first_version}
+        body = status(server)
+        assert {worker["pid"] for worker in body["workers"]} == set(answered)
+        row = next(r for r in body["versions"] if r["model"] == MODEL and r["version"] == first_version)
+        assert (row["state"], row["host"]) == ("live", "pool:shared")
+        # The pool's health, from the file's URLs; no model host started by this server.
+        assert [(h["role"], h["url"], h["alive"]) for h in body["hosts"]] == [
+            ("remote pool shared", replica.base_url, True) for replica in pool.replicas]
+        key = f"{MODEL}/{first_version}"
+        assert all(key in [m["key"] for m in h["models"]] for h in body["hosts"]), body["hosts"]
+    finally:
+        assert server.stop() == 0, server.log()
 
 
 def test_calls_keep_succeeding_when_one_replica_is_killed(pool: Pool, first_version: str) -> None:
