@@ -103,7 +103,8 @@ def _mlflow_server(mode: str, database_url: str, s3: S3, root: Path) -> tuple[su
         artifacts = ["--serve-artifacts", "--artifacts-destination", f"s3://{BUCKET}/proxied"]
     else:
         artifacts = ["--no-serve-artifacts", "--default-artifact-root", f"s3://{BUCKET}/direct"]
-    env = {**os.environ, **s3.env,  # the tracking server always holds the bucket's credentials
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # its job runner's four processes: unused here
+           **os.environ, **s3.env,  # the tracking server always holds the bucket's credentials
            "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https", "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
            "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()}
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),

@@ -49,8 +49,10 @@ class EmbeddedMlflow:
             "--artifacts-destination", str(self.root / "artifacts"), "--serve-artifacts", "--workers", "1",
         ]
         self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
-        self._process = spawn_group(command, self.log_path, {**os.environ, **self._webhook_env()},
-                                    self.root / "server.pgid")
+        # MLflow's job runner (GenAI evaluation jobs, unused by a registry) starts four huey consumers of
+        # ~300 MB each; off unless the operator's environment turns it on.
+        env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ, **self._webhook_env()}
+        self._process = spawn_group(command, self.log_path, env, self.root / "server.pgid")
         self._wait_ready(timeout)
 
     def _webhook_env(self) -> dict[str, str]:
