@@ -116,7 +116,7 @@ class Gateway:
         result: InvokeResult | None = None
         error: BaseException | None = None
         try:
-            wait = self.limiter.take(who.key_id, who.rate_limit_per_minute)
+            wait = await self.limiter.take_async(who.key_id, who.rate_limit_per_minute)
             if wait:
                 raise RateLimited(f"this API key has used up its calls for now (rate limit); retry after "
                                   f"{wait} seconds", retry_after=wait)

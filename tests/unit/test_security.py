@@ -90,14 +90,15 @@ def test_a_token_bucket_allows_a_burst_then_one_call_per_refill() -> None:
     assert bucket.take(20.0) == 0.0
 
 
-def test_the_rate_limiter_keeps_one_bucket_per_key_and_rounds_retry_after_up() -> None:
+@pytest.mark.anyio
+async def test_the_rate_limiter_keeps_one_bucket_per_key_and_rounds_retry_after_up() -> None:
     now = [0.0]
     limiter = RateLimiter(default_per_minute=2, clock=lambda: now[0])
-    assert [limiter.take("a"), limiter.take("a"), limiter.take("a")] == [0, 0, 30]
-    assert limiter.take("b") == 0  # another key, another bucket
-    assert limiter.take("c", per_minute=120) == 0
+    assert [await limiter.take_async("a") for _ in range(3)] == [0, 0, 30]
+    assert await limiter.take_async("b") == 0  # another key, another bucket
+    assert await limiter.take_async("c", per_minute=120) == 0
     now[0] = 29.5
-    assert limiter.take("a") == 1  # never 0 while refused: Retry-After is at least 1
+    assert await limiter.take_async("a") == 1  # never 0 while refused: Retry-After is at least 1
 
 
 # --- keys ---------------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -191,33 +193,79 @@ def test_the_lua_bucket_bursts_a_minute_of_calls_then_refills_evenly(redis_serve
     assert 0 < client.pttl(bucket) <= 61_000  # a quiet key's bucket expires once it would be full anyway
 
 
-def test_two_limiters_on_one_redis_share_the_bucket(redis_server: RedisServer) -> None:
+@pytest.mark.anyio
+async def test_two_limiters_on_one_redis_share_the_bucket(redis_server: RedisServer) -> None:
     link = RedisLink(redis_server.url, 1.0)
     first, second = SharedRateLimiter(1e6, link), SharedRateLimiter(1e6, link)
     link.client.delete(*link.client.keys("toolbridge:bucket:shared-key:*") or ["none"])
-    answers = [(first if i % 2 else second).take("shared-key", per_minute=10) for i in range(11)]
+    answers = [await (first if i % 2 else second).take_async("shared-key", per_minute=10) for i in range(11)]
     assert answers[:10] == [0] * 10 and answers[10] >= 1
+    await link.aclose()
 
 
-def test_a_dead_redis_falls_back_to_the_process_limits_and_backs_off(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_a_dead_redis_falls_back_to_the_process_limits_and_backs_off(tmp_path: Path) -> None:
     clock = Clock(0.0)
     reports: list[tuple[str, bool]] = []
     dead = RedisServer(tmp_path)  # never started: connection refused
     link = RedisLink(dead.url, 0.2, on_degraded=lambda c, d: reports.append((c, d)), clock=clock)
     limiter = SharedRateLimiter(1e6, link, clock=clock)
-    assert [limiter.take("k", per_minute=2) for _ in range(3)] == [0, 0, 30]  # the per-process bucket
+    assert [await limiter.take_async("k", per_minute=2) for _ in range(3)] == [0, 0, 30]  # per process
     assert link.degraded and reports == [("redis", True)]
     dead.start()
     try:
         clock.now += 0.1
-        limiter.take("k2", per_minute=100)
+        await limiter.take_async("k2", per_minute=100)
         assert link.degraded  # still in backoff: not even tried
         clock.now += 10
-        assert limiter.take("k3", per_minute=100) == 0
+        assert await limiter.take_async("k3", per_minute=100) == 0
         assert not link.degraded and reports == [("redis", True), ("redis", False)]
         assert link.client.exists("toolbridge:bucket:k3:100")
     finally:
+        await link.aclose()
         dead.stop()
+
+
+@pytest.mark.anyio
+async def test_a_stalled_redis_holds_up_only_the_take_never_the_event_loop(tmp_path: Path) -> None:
+    """redis-server frozen (SIGSTOP): the connection is open but nothing answers, the worst case for a
+    blocking client. While the take waits out its timeout the loop runs other coroutines; then the take
+    falls back to the process's bucket, and later ones skip Redis during the backoff."""
+    clock = Clock(0.0)
+    server = RedisServer(tmp_path)
+    server.start()
+    assert server.process is not None
+    link = RedisLink(server.url, 0.2, clock=clock)
+    limiter = SharedRateLimiter(1e6, link, clock=clock)
+    events: list[str] = []
+
+    async def ticker() -> None:
+        while True:
+            events.append("tick")
+            await asyncio.sleep(0.01)
+
+    try:
+        assert await limiter.take_async("k", per_minute=100) == 0  # connected, script loaded
+        os.kill(server.process.pid, signal.SIGSTOP)
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        events.append("take")
+        assert await limiter.take_async("k", per_minute=100) == 0  # the process's own bucket answered
+        events.append("taken")
+        ticking.cancel()
+        during = events[events.index("take") + 1:events.index("taken")]
+        assert during.count("tick") >= 2  # the loop kept running while Redis did not answer
+        assert link.degraded
+        assert await limiter.take_async("k", per_minute=100) == 0  # in backoff: Redis not even asked
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+    try:
+        clock.now += 10
+        assert await limiter.take_async("k-back", per_minute=100) == 0
+        assert not link.degraded  # thawed: shared again
+    finally:
+        await link.aclose()
+        server.stop()
 
 
 def test_a_delivery_replayed_to_another_replica_is_refused_there(redis_server: RedisServer) -> None:

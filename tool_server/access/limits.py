@@ -53,3 +53,7 @@ class RateLimiter:
             bucket = self._buckets[(key_id, limit)] = TokenBucket.per_minute(limit, now)
         wait = bucket.take(now)
         return 0 if wait == 0 else max(1, math.ceil(wait))
+
+    async def take_async(self, key_id: str, per_minute: float | None = None) -> int:
+        """`take`, as the call path awaits it (the shared limiter asks Redis here without blocking)."""
+        return self.take(key_id, per_minute)

@@ -1,7 +1,9 @@
 """The one Redis connection the shared-state pieces use (rate limits, replay cache, fan-out, usage lock), and
 whether Redis answers.
 
-A call path must never hang on Redis: requests time out after `TOOLBRIDGE_REDIS_TIMEOUT_SECONDS` (0.2 s). When
+A call path must never hang on Redis, nor block the event loop: the per-call rate limit goes through the
+asyncio client (`call_async`), the rest (replay ids, fan-out, usage lock) through the blocking one (`call`).
+Requests time out after `TOOLBRIDGE_REDIS_TIMEOUT_SECONDS` (0.2 s). When
 one fails the link is *degraded*: callers fall back to their per-process behaviour at once (`RedisDown`), a
 WARNING is logged and the `toolbridge_shared_state_degraded{component="redis"}` gauge reads 1. Redis is tried
 again after a backoff (0.5 s doubling to 5 s, so a dead Redis costs one attempt per backoff, not one per
@@ -13,10 +15,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis
+import redis.asyncio
 
 __all__ = ["DegradedHook", "RedisDown", "RedisLink"]
 
@@ -38,6 +41,9 @@ class RedisLink:
         self.url = url
         self.timeout = timeout
         self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        # Connections are opened on first use, in the loop that uses them (the worker's).
+        self.async_client = redis.asyncio.Redis.from_url(url, socket_timeout=timeout,
+                                                         socket_connect_timeout=timeout)
         self._on_degraded = on_degraded
         self._clock = clock
         self._lock = threading.Lock()  # the usage writer calls from a thread, the rest from the event loop
@@ -52,6 +58,18 @@ class RedisLink:
         try:
             result = request(self.client)
         except redis.RedisError as exc:
+            self.failed(exc)
+            raise RedisDown(str(exc)) from exc
+        self.succeeded()
+        return result
+
+    async def call_async(self, request: Callable[[redis.asyncio.Redis], Awaitable[T]]) -> T:
+        """`call` on the asyncio client: the event loop runs other calls while Redis answers (or not)."""
+        if self.degraded and self._clock() < self._retry_at:
+            raise RedisDown("redis is in backoff")
+        try:
+            result = await request(self.async_client)
+        except (redis.RedisError, OSError) as exc:  # OSError: a refused connect can surface raw
             self.failed(exc)
             raise RedisDown(str(exc)) from exc
         self.succeeded()
@@ -81,3 +99,7 @@ class RedisLink:
 
     def close(self) -> None:
         self.client.close()
+
+    async def aclose(self) -> None:
+        self.client.close()
+        await self.async_client.aclose()

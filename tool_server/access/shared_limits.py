@@ -2,8 +2,9 @@
 
 The bucket is the same as `limits.TokenBucket` (a minute's worth as burst, refilled evenly), computed by one
 Lua script so that read, refill, take and write are atomic across replicas; the clock is Redis's own (TIME),
-so replicas' clocks never disagree about it. When Redis does not answer the call is limited by this
-process's own bucket (`RateLimiter`) until Redis returns (see redis_link.py).
+so replicas' clocks never disagree about it. The take is awaited on the asyncio client, so a slow or stalled
+Redis holds up only the calls waiting on it, never the worker's event loop. When Redis does not answer the
+call is limited by this process's own bucket (`RateLimiter`) until Redis returns (see redis_link.py).
 """
 
 from __future__ import annotations
@@ -55,21 +56,24 @@ def take_token(client: redis.Redis, bucket: str, per_minute: float, now: float |
 
 
 class SharedRateLimiter(RateLimiter):
-    """`RateLimiter.take` against the Redis bucket; this process's own buckets while Redis is down."""
+    """`RateLimiter.take_async` against the Redis bucket; this process's own buckets (the inherited sync
+    `take`) while Redis is down."""
 
     def __init__(self, default_per_minute: float, link: RedisLink,
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(default_per_minute, clock)
         self.link = link
-        self._script = link.client.register_script(TOKEN_BUCKET)  # EVALSHA, loading the script when needed
+        # Registered once: EVALSHA, loading the script only when Redis does not know it (e.g. restarted).
+        self._script = link.async_client.register_script(TOKEN_BUCKET)
 
-    def take(self, key_id: str, per_minute: float | None = None) -> int:
+    async def take_async(self, key_id: str, per_minute: float | None = None) -> int:
         limit = per_minute or self.default_per_minute
         # Keyed by limit too: changing a key's limit starts a fresh bucket, as in the per-process limiter.
         bucket = f"{BUCKET_PREFIX}{key_id}:{limit:g}"
         try:
-            answer = self.link.call(lambda _: self._script(keys=[bucket], args=[limit, limit / 60.0]))
+            answer = await self.link.call_async(
+                lambda _: self._script(keys=[bucket], args=[limit, limit / 60.0]))
         except RedisDown:
-            return super().take(key_id, per_minute)
+            return self.take(key_id, per_minute)
         wait = float(answer.decode() if isinstance(answer, bytes) else answer)
         return 0 if wait == 0 else max(1, math.ceil(wait))

@@ -149,4 +149,4 @@ class SharedState:
                 await self._task
             self._task = None
         if self.link is not None:
-            self.link.close()
+            await self.link.aclose()
