@@ -81,9 +81,10 @@ def http_way(name: str, url: str, path: str, bodies: list[Any], auth: httpx.Auth
 
         return call, client.close
 
+    # wrk's headers (its script sets the content type): a name of their own, as `connect` reads `headers`
     key = (auth.key or auth._read()) if isinstance(auth, AdminKeyAuth) else None
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return Way(name, connect, (url, path, contents, headers))
+    wrk_headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return Way(name, connect, (url, path, contents, wrk_headers))
 
 
 def local_way(name: str, inputs: list[Any], predict: Callable[[Any], Any]) -> Way:
@@ -115,7 +116,8 @@ def latency(ways: list[Way], calls: int, warmup: int, rounds: int) -> dict[str, 
         except (RuntimeError, httpx.HTTPError) as exc:
             errors[name].append(f"{type(exc).__name__}: {str(exc)[:200]}")
             if len(errors[name]) > 20:
-                raise
+                raise RuntimeError(f"{name}: {len(errors[name])} failed calls, first: {errors[name][0]}"
+                                   ) from exc
             return False
         return True
 
@@ -307,6 +309,12 @@ def main() -> None:
                       f"each), {args.duration:.0f} s per way in {args.rounds_load} interleaved rounds")
                 report_throughput(interleaved_throughput(ways, args.clients, args.duration, args.rounds_load))
             report_memory(toolbridge, host, serve, plain)
+        except Exception:
+            for server in servers:  # what the servers said, before their logs go with the temporary dir
+                if server.log_path.exists():
+                    print(f"--- {server.name}, last lines of {server.log_path}:\n"
+                          f"{server.log_path.read_text(errors='replace')[-2500:]}")
+            raise
         finally:
             for server in reversed(servers):
                 server.stop()
