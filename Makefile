@@ -53,4 +53,4 @@ clean:
 # chromium (`apt-get install -y chromium`; .ci/run installs it).
 .PHONY: screenshots
 screenshots: install
-	TOOLBRIDGE_UI_SCREENSHOTS=docs/ui $(BIN)/python -m pytest tests/integration/test_ui.py -k screenshots -p no:cacheprovider -q
+	TOOLBRIDGE_UI_SCREENSHOTS=docs/ui $(BIN)/python -m pytest tests/integration/test_ui.py -k 'screenshots or shadow' -p no:cacheprovider -q

@@ -494,7 +494,7 @@ def shadow_expected(row: dict[str, Any]) -> dict[str, float | int | None]:
 
 
 def test_admins_see_the_shadow_comparison_on_the_tool_and_operations_pages(
-        browser: Browser, toolbridge: ToolbridgeProcess, shadow_tool: dict[str, str]) -> None:
+        browser: Browser, toolbridge: ToolbridgeProcess, shadow_tool: dict[str, str], tmp_path: Path) -> None:
     tool, version = shadow_tool["tool"], shadow_tool["shadow"]
     headlines = pd.read_csv(DATA_DIR / "financial_headlines.csv")["headline"].head(40).tolist()
     with httpx.Client(base_url=toolbridge.url, headers=toolbridge.headers, timeout=60) as client:
@@ -532,6 +532,10 @@ def test_admins_see_the_shadow_comparison_on_the_tool_and_operations_pages(
             expect(card.locator('td[data-label="Compared"]').first).to_be_visible()
             cells = card.locator('td[data-label="Compared"]').all_inner_texts()
             assert sum(int(cell) for cell in cells) == compared
+        folder = Path(__file__).resolve().parents[2] / SCREENSHOTS if SCREENSHOTS else tmp_path
+        folder.mkdir(parents=True, exist_ok=True)
+        page.locator(f'[data-shadow="{tool}/{version}"]').screenshot(path=folder / "shadow.png")
+        assert (folder / "shadow.png").read_bytes().startswith(b"\x89PNG")
         for viewport in (LAPTOP, PHONE):  # the operations page with the panel open
             page.set_viewport_size(viewport)
             assert page.evaluate(CHECKS, "unlabelled") == [], "shadow panel: controls without a name"

@@ -494,7 +494,7 @@ const fmtShare = (x) => (x === null || x === undefined ? "—" : `${(x * 100).to
 function agreementBars(windows) {
   const w = 6, gap = 2, height = 60;
   const rects = windows.flatMap((win, i) => (win.agreement === null ? [] : [s("rect", { x: i * (w + gap), y: height - win.agreement * height, width: w, height: win.agreement * height, class: "c-ok" })]));
-  return { max: 1, svg: s("svg", { viewBox: `0 0 ${Math.max(1, windows.length) * (w + gap)} ${height}`, preserveAspectRatio: "none", "aria-hidden": "true", focusable: "false" }, ...rects) };
+  return { max: 1, svg: s("svg", { viewBox: `0 0 ${Math.max(30, windows.length) * (w + gap)} ${height}`, preserveAspectRatio: "none", "aria-hidden": "true", focusable: "false" }, ...rects) };
 }
 function shadowCard(row) {
   const seen = shadowSeen(row), latency = shadowLatency(row);
