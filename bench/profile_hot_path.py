@@ -6,7 +6,7 @@ host). Prints the throughput in that run and the frames with the most samples: i
 and self ("in it").
 
     .venv/bin/pip install py-spy     # a profiler, not a project dependency
-    .venv/bin/python -m bench.profile_hot_path [--seconds 20] [--top 25] [--connections 16]
+    .venv/bin/python -m bench.profile_hot_path [--seconds 20] [--top 25] [--connections 16] [--raw FILE]
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for toolbridge up")
+    parser.add_argument("--raw", type=Path, help="also keep py-spy's collapsed stacks in this file")
     args = parser.parse_args()
     require_wrk()
     py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
@@ -113,6 +114,8 @@ def main() -> None:
             print(f"wrk -c{args.connections}: {result.rate:.0f} calls/s, p50 {result.p50 * 1000:.1f} ms, "
                   f"p99 {result.p99 * 1000:.1f} ms, {result.errors} errors\n")
             print(summarize(raw.read_text(), args.top))
+            if args.raw is not None:
+                shutil.copyfile(raw, args.raw)
         finally:
             toolbridge.stop()
             mlflow_server.stop()
