@@ -44,11 +44,17 @@ _FRAMING = ("Thread.", "_run_code", "_run_module_as_main", "<module>", "Typer", 
             "Runner.run (", "run (asyncio/runners")
 
 
+# Leaf frames that are waiting, though py-spy counts them active: a thread-pool thread in its `queue.get`, the
+# event loop inside uvloop's C `run_forever` (epoll). Reported apart, so that the percentages are of work.
+_WAITING = ("_worker (concurrent/futures/thread.py)", "Runner.run (asyncio/runners.py)")
+
+
 def summarize(raw: str, top: int) -> str:
-    """Top frames of py-spy's collapsed stacks (`frame;frame;... count` lines), inclusive and self."""
+    """Top frames of py-spy's collapsed stacks (`frame;frame;... count` lines), inclusive and self, as shares
+    of the samples that were doing work."""
     inclusive: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
-    total = 0
+    total = waiting = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -57,11 +63,16 @@ def summarize(raw: str, top: int) -> str:
         frames = [_frame_name(f) for f in stack.split(";") if not f.startswith(("process ", "thread "))]
         if not frames:
             continue
+        if frames[-1] in _WAITING:
+            waiting += count
+            continue
         total += count
         for name in set(frames):
             inclusive[name] += count
         own[frames[-1]] += count
-    lines = [f"{total} samples (active threads only)", "", "inclusive % | self % | frame"]
+    total = max(total, 1)
+    lines = [f"{total} samples doing work, % below are of those ({waiting} more were waiting: thread-pool "
+             "threads idle, the event loop in epoll)", "", "inclusive % | self % | frame"]
     for name, count in [item for item in inclusive.most_common() if not item[0].startswith(_FRAMING)][:top]:
         lines.append(f"{100 * count / total:10.1f} | {100 * own[name] / total:6.1f} | {name}")
     lines += ["", "self %  | frame"]
