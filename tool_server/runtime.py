@@ -120,8 +120,9 @@ class Runtime:
         self.audit = AuditLog(self.engine)
         self.shadow = ShadowWriteback(MlflowRegistry(tracking_uri), self.engine, shadow.writeback_seconds,
                                       shadow.examples, audit_inputs=self.security.audit_inputs,
-                                      lock=RedisWriterLock(self.shared.link, SHADOW_LOCK)
-                                      if self.shared.link is not None else None)
+                                      lock=RedisWriterLock(self.shared.link, SHADOW_LOCK)  # replicas
+                                      if self.shared.link is not None  # else this up's workers
+                                      else FileWriterLock(server.state_dir / "shadow.lock"))
         self.bridge.shadow.window_listeners.append(self.shadow.add_window)
         self.bridge.shadow.disagreement_listeners.append(self.shadow.add_disagreement)
         self.call_stats = CallStats()  # the last hour per tool, this process only (GET /stats/calls)
