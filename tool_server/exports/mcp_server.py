@@ -259,7 +259,7 @@ class McpEndpoint:
         try:
             if name == search_mode.FIND_TOOLS:
                 query, limit = search_mode.find_arguments(arguments)
-                hits = self.runtime.discovery.view().search(caller, query, limit)
+                hits = await self.runtime.discovery.view().search_async(caller, query, limit)
                 return _answer(search_mode.found_tools(query, hits))
             if name == search_mode.CALL_TOOL:
                 tool, inner = search_mode.call_arguments(arguments)
